@@ -1,0 +1,265 @@
+// Package ir is bpfilter-nft's rule intermediate representation.
+//
+// The translator (package translate) lifts nf_tables expressions into this
+// form; the code generator (package codegen) compiles it to BPF. The IR keeps
+// nf_tables semantics exactly: a Match compares bytes the way nft_cmp,
+// nft_range and nft_lookup do (memcmp over register bytes), and a Field whose
+// value cannot be obtained for a packet (a payload beyond the packet's end, a
+// transport header of a non-first fragment, an input interface on an output
+// hook) makes the whole rule not match, as NFT_BREAK does in the kernel.
+package ir
+
+// Family is a table's address family; values are NFPROTO_* numbers.
+type Family uint8
+
+// Table families.
+const (
+	FamilyInet   Family = 1
+	FamilyIPv4   Family = 2
+	FamilyARP    Family = 3
+	FamilyNetdev Family = 5
+	FamilyBridge Family = 7
+	FamilyIPv6   Family = 10
+)
+
+// Hook is a base chain's hook point.
+type Hook uint8
+
+// Hook points. The netfilter hooks keep their NF_INET_* numbers; the netdev
+// hooks are numbered after them so that one type covers both.
+const (
+	HookPrerouting  Hook = 0 // NF_INET_PRE_ROUTING
+	HookInput       Hook = 1 // NF_INET_LOCAL_IN
+	HookForward     Hook = 2 // NF_INET_FORWARD
+	HookOutput      Hook = 3 // NF_INET_LOCAL_OUT
+	HookPostrouting Hook = 4 // NF_INET_POST_ROUTING
+	HookIngress     Hook = 5 // NF_NETDEV_INGRESS (and NF_INET_INGRESS)
+	HookEgress      Hook = 6 // NF_NETDEV_EGRESS
+)
+
+// Ruleset is a set of tables, in load order.
+type Ruleset struct {
+	Tables []*Table
+}
+
+// Table is an nf_tables table.
+type Table struct {
+	Family Family
+	Name   string
+	Flags  uint32
+	Chains []*Chain
+	Sets   []*Set
+}
+
+// Chain is a base chain (Base != nil) or a user chain.
+type Chain struct {
+	Name  string
+	Base  *BaseChain
+	Rules []*Rule
+}
+
+// BaseChain holds what makes a chain a base chain.
+type BaseChain struct {
+	Type     string // "filter", "nat", "route"
+	Hook     Hook
+	Priority int32
+	Policy   VerdictKind // VerdictAccept or VerdictDrop
+	Devices  []string
+}
+
+// Rule is one rule: statements evaluated in order. A rule whose statements
+// all run without a Match failing and that has no Verdict statement lets
+// evaluation continue with the next rule.
+type Rule struct {
+	Handle  uint64
+	Comment string
+	Stmts   []Stmt
+}
+
+// Stmt is a statement of a rule: *Match, *Counter or *Verdict.
+type Stmt interface {
+	isStmt()
+}
+
+// Source says where a Field's bytes come from.
+type Source uint8
+
+// Field sources.
+const (
+	SourcePayload Source = iota // packet bytes at Base+Offset
+	SourceMeta                  // packet metadata (NFT_META_*)
+)
+
+// PayloadBase is the header a payload offset is relative to (NFT_PAYLOAD_*).
+type PayloadBase uint8
+
+// Payload bases.
+const (
+	BaseLL        PayloadBase = 0 // link-layer header
+	BaseNetwork   PayloadBase = 1 // network header
+	BaseTransport PayloadBase = 2 // transport header
+	BaseInner     PayloadBase = 3
+)
+
+// MetaKey is an NFT_META_* key.
+type MetaKey uint32
+
+// Meta keys used by filter rules (values are NFT_META_*).
+const (
+	MetaLen        MetaKey = 0
+	MetaProtocol   MetaKey = 1
+	MetaPriority   MetaKey = 2
+	MetaMark       MetaKey = 3
+	MetaIif        MetaKey = 4
+	MetaOif        MetaKey = 5
+	MetaIifName    MetaKey = 6
+	MetaOifName    MetaKey = 7
+	MetaIifType    MetaKey = 8
+	MetaOifType    MetaKey = 9
+	MetaSkUID      MetaKey = 10
+	MetaSkGID      MetaKey = 11
+	MetaNFTrace    MetaKey = 12
+	MetaRtClassid  MetaKey = 13
+	MetaSecmark    MetaKey = 14
+	MetaNFProto    MetaKey = 15
+	MetaL4Proto    MetaKey = 16
+	MetaBriIifName MetaKey = 17
+	MetaBriOifName MetaKey = 18
+	MetaPktType    MetaKey = 19
+	MetaCPU        MetaKey = 20
+	MetaIifGroup   MetaKey = 21
+	MetaOifGroup   MetaKey = 22
+	MetaCgroup     MetaKey = 23
+	MetaPRandom    MetaKey = 24
+)
+
+// Field is a value a rule reads: Len bytes from a payload base and offset
+// or from a meta key, laid out as nf_tables puts them in a register, then
+// passed through Transforms in order.
+type Field struct {
+	Source Source
+	Base   PayloadBase // SourcePayload only
+	Offset uint32      // SourcePayload only, in bytes
+	Meta   MetaKey     // SourceMeta only
+	// Len is the number of bytes the load places in the register.
+	Len uint32
+	// Transforms are applied in order after the load.
+	Transforms []Transform
+}
+
+// TransformKind is the kind of a Transform.
+type TransformKind uint8
+
+// Transform kinds.
+const (
+	// TransformMaskXor is bitwise: reg = (reg & Mask) ^ Xor over Len bytes.
+	TransformMaskXor TransformKind = iota
+	// TransformShiftLeft and TransformShiftRight shift the register,
+	// taken as a sequence of host-endian 32-bit words, by Shift bits
+	// (nft_bitwise NFT_BITWISE_LSHIFT/RSHIFT).
+	TransformShiftLeft
+	TransformShiftRight
+	// TransformHton and TransformNtoh are nft_byteorder: Len bytes taken
+	// as Len/Size integers of Size bytes, each converted.
+	TransformHton
+	TransformNtoh
+)
+
+// Transform is one register operation applied to a Field's bytes.
+type Transform struct {
+	Kind  TransformKind
+	Len   uint32 // bytes operated on
+	Mask  []byte // TransformMaskXor
+	Xor   []byte // TransformMaskXor
+	Shift uint32 // shifts
+	Size  uint32 // byte order: element size (2, 4 or 8)
+}
+
+// Op is a comparison.
+type Op uint8
+
+// Comparisons. Eq…Gte compare len(Value) bytes with memcmp, as nft_cmp
+// does; InRange/NotInRange compare against [Value, High] with memcmp, as
+// nft_range does; InSet/NotInSet look the Field up in Set.
+const (
+	OpEq Op = iota
+	OpNeq
+	OpLt
+	OpLte
+	OpGt
+	OpGte
+	OpInRange
+	OpNotInRange
+	OpInSet
+	OpNotInSet
+)
+
+// Match is a statement that ends the rule (the packet moves on to the next
+// rule) unless Field compares true.
+type Match struct {
+	Field Field
+	Op    Op
+	Value []byte // compared bytes; may be shorter than Field.Len (prefix compare)
+	High  []byte // OpInRange, OpNotInRange: inclusive upper bound
+	Set   *Set   // OpInSet, OpNotInSet
+}
+
+// Counter is the "counter" statement: it counts the packets and bytes that
+// reach it.
+type Counter struct{}
+
+// VerdictKind is what a Verdict does.
+type VerdictKind uint8
+
+// Verdict kinds.
+const (
+	VerdictContinue VerdictKind = iota
+	VerdictAccept
+	VerdictDrop
+	VerdictReturn
+	VerdictJump
+	VerdictGoto
+)
+
+// Verdict ends rule evaluation (or, for VerdictContinue, does nothing).
+type Verdict struct {
+	Kind  VerdictKind
+	Chain string // VerdictJump, VerdictGoto
+}
+
+func (*Match) isStmt()   {}
+func (*Counter) isStmt() {}
+func (*Verdict) isStmt() {}
+
+// SetFlags are nf_tables set flags (NFT_SET_*).
+type SetFlags uint32
+
+// Set flags.
+const (
+	SetAnonymous SetFlags = 0x1
+	SetConstant  SetFlags = 0x2
+	SetInterval  SetFlags = 0x4
+	SetMap       SetFlags = 0x8
+	SetTimeout   SetFlags = 0x10
+	SetEval      SetFlags = 0x20
+	SetObject    SetFlags = 0x40
+	SetConcat    SetFlags = 0x80
+)
+
+// Set is a named or anonymous set of keys. Elements are normalised to
+// inclusive ranges: an exact element has Low == High.
+type Set struct {
+	Name     string
+	Flags    SetFlags
+	KeyType  uint32 // nft datatype id (for printing)
+	KeyLen   uint32
+	Elements []SetElement
+}
+
+// SetElement is an inclusive range of keys, compared with memcmp.
+type SetElement struct {
+	Low, High []byte
+}
+
+// Anonymous reports whether the set is an anonymous (inline) set.
+func (s *Set) Anonymous() bool { return s.Flags&SetAnonymous != 0 }
