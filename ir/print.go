@@ -1,0 +1,170 @@
+package ir
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// String returns nft's name for the family.
+func (f Family) String() string {
+	switch f {
+	case FamilyInet:
+		return "inet"
+	case FamilyIPv4:
+		return "ip"
+	case FamilyIPv6:
+		return "ip6"
+	case FamilyNetdev:
+		return "netdev"
+	case FamilyARP:
+		return "arp"
+	case FamilyBridge:
+		return "bridge"
+	}
+	return fmt.Sprintf("family%d", uint8(f))
+}
+
+// String returns nft's name for the hook.
+func (h Hook) String() string {
+	switch h {
+	case HookPrerouting:
+		return "prerouting"
+	case HookInput:
+		return "input"
+	case HookForward:
+		return "forward"
+	case HookOutput:
+		return "output"
+	case HookPostrouting:
+		return "postrouting"
+	case HookIngress:
+		return "ingress"
+	case HookEgress:
+		return "egress"
+	}
+	return fmt.Sprintf("hook%d", uint8(h))
+}
+
+// Chain returns the chain called name, or nil.
+func (t *Table) Chain(name string) *Chain {
+	for _, c := range t.Chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Print writes the ruleset in nft syntax, as `nft list ruleset` would.
+func (rs *Ruleset) Print(w io.Writer) error {
+	for i, t := range rs.Tables {
+		if i > 0 {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if err := t.Print(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Print writes the table in nft syntax.
+func (t *Table) Print(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
+	first := true
+	sep := func() {
+		if !first {
+			b.WriteString("\n")
+		}
+		first = false
+	}
+	for _, s := range t.Sets {
+		if s.Anonymous() {
+			continue
+		}
+		sep()
+		printSet(&b, t.Family, s)
+	}
+	for _, c := range t.Chains {
+		sep()
+		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
+		if c.Base != nil {
+			fmt.Fprintf(&b, "\t\t%s\n", c.Base.Header())
+		}
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "\t\t%s\n", FormatRule(t.Family, r))
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Header returns the base chain's definition line, e.g.
+// `type filter hook input priority 0; policy drop;`.
+func (bc *BaseChain) Header() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "type %s hook %s", bc.Type, bc.Hook)
+	switch len(bc.Devices) {
+	case 0:
+	case 1:
+		fmt.Fprintf(&b, " device %q", bc.Devices[0])
+	default:
+		quoted := make([]string, len(bc.Devices))
+		for i, d := range bc.Devices {
+			quoted[i] = fmt.Sprintf("%q", d)
+		}
+		fmt.Fprintf(&b, " devices = { %s }", strings.Join(quoted, ", "))
+	}
+	fmt.Fprintf(&b, " priority %d; policy %s;", bc.Priority, (&Verdict{Kind: bc.Policy}).String())
+	return b.String()
+}
+
+// setTypes names nft datatypes by id (nftables' enum datatypes).
+var setTypes = map[uint32]struct {
+	name string
+	typ  ValueType
+	host bool
+}{
+	2: {"verdict", TypeHex, false}, 5: {"ether_type", TypeEtherType, false}, 7: {"ipv4_addr", TypeIPv4, false},
+	8: {"ipv6_addr", TypeIPv6, false}, 9: {"ether_addr", TypeEther, false}, 12: {"inet_proto", TypeInetProto, false},
+	13: {"inet_service", TypeInteger, false}, 19: {"mark", TypeHex, true}, 20: {"iface_index", TypeInteger, true},
+	41: {"ifname", TypeIfName, false},
+}
+
+func printSet(b *strings.Builder, fam Family, s *Set) {
+	st, ok := setTypes[s.KeyType]
+	fmt.Fprintf(b, "\tset %s {\n", s.Name)
+	if ok {
+		fmt.Fprintf(b, "\t\ttype %s\n", st.name)
+	} else {
+		fmt.Fprintf(b, "\t\ttypeof @nh,0,%d\n", s.KeyLen*8)
+	}
+	var flags []string
+	if s.Flags&SetConstant != 0 {
+		flags = append(flags, "constant")
+	}
+	if s.Flags&SetInterval != 0 {
+		flags = append(flags, "interval")
+	}
+	if len(flags) > 0 {
+		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
+	}
+	if len(s.Elements) > 0 {
+		p := newPrinter(fam)
+		elems := make([]string, len(s.Elements))
+		for i, e := range s.Elements {
+			elems[i] = p.value(st.typ, st.host, nil, e.Low)
+			if string(e.Low) != string(e.High) {
+				elems[i] += "-" + p.value(st.typ, st.host, nil, e.High)
+			}
+		}
+		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+	}
+	b.WriteString("\t}\n")
+}
