@@ -37,7 +37,6 @@ const (
 	nftaBitwiseData  = 0x7
 	nftaBitwiseSreg2 = 0x8
 
-
 	// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an
 	// attribute type.
 	nlaTypeMask = 0x3fff

@@ -95,4 +95,3 @@ func (v *Verdict) String() string {
 	}
 	return verdictName(v.Code)
 }
-
