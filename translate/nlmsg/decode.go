@@ -186,7 +186,9 @@ func decodeHook(h *attrs) *ChainHook {
 		Num:      h.reqU32(unix.NFTA_HOOK_HOOKNUM, "NFTA_HOOK_HOOKNUM"),
 		Priority: int32(h.reqU32(unix.NFTA_HOOK_PRIORITY, "NFTA_HOOK_PRIORITY")),
 	}
-	if h.has(unix.NFTA_HOOK_DEV) {
+	// The kernel reports a single device both as NFTA_HOOK_DEV and inside
+	// NFTA_HOOK_DEVS; NFTA_HOOK_DEVS, when present, is the whole list.
+	if _, ok := h.byType[nftaHookDevs]; !ok && h.has(unix.NFTA_HOOK_DEV) {
 		hk.Devices = append(hk.Devices, h.reqStr(unix.NFTA_HOOK_DEV, "NFTA_HOOK_DEV"))
 	}
 	if b, ok := h.byType[nftaHookDevs]; ok {
@@ -342,8 +344,9 @@ func decodeSetElem(b []byte) (SetElem, error) {
 	return e, a.err
 }
 
-// ExprError is the error of a malformed expression in a rule. Index counts
-// from 0, as in Rule.Exprs.
+// ExprError is the error of a malformed expression in a rule. Index is the
+// expression's position in Rule.Exprs (from 0); the message counts from 1,
+// as package translate does.
 type ExprError struct {
 	Family Family
 	Table  string
@@ -360,7 +363,7 @@ func (e *ExprError) Error() string {
 		kind = "?"
 	}
 	return fmt.Sprintf("table %s %s, chain %s, rule handle %d, expression %d (%s): %v",
-		e.Family, e.Table, e.Chain, e.Handle, e.Index, kind, e.Err)
+		e.Family, e.Table, e.Chain, e.Handle, e.Index+1, kind, e.Err)
 }
 
 func (e *ExprError) Unwrap() error { return e.Err }
