@@ -173,6 +173,15 @@ func (p *printer) match(mt *Match) string {
 	} else if hf, used := p.named(f); hf != nil {
 		lhs = hf.Proto + " " + hf.Name
 		typ, mask, rest = hf.Type, hf.Mask, f.Transforms[used:]
+	} else if hf := p.addressPrefix(f); hf != nil && (mt.Op == OpEq || mt.Op == OpNeq) && len(f.Transforms) == 0 {
+		// nft loads only the whole bytes of a byte-aligned prefix.
+		full := make([]byte, hf.Len)
+		copy(full, mt.Value)
+		op := ""
+		if mt.Op == OpNeq {
+			op = "!= "
+		}
+		return fmt.Sprintf("%s %s %s%s/%d", hf.Proto, hf.Name, op, p.value(hf.Type, false, nil, full), len(mt.Value)*8)
 	} else {
 		base := [...]string{"ll", "nh", "th", "ih"}[f.Base&3]
 		lhs = fmt.Sprintf("@%s,%d,%d", base, f.Offset*8, f.Len*8)
@@ -189,9 +198,15 @@ func (p *printer) match(mt *Match) string {
 		}
 	}
 	// Other transforms print as nft bitwise syntax on the value.
+	eq := ""
 	for _, t := range rest {
+		eq = "== "
 		switch t.Kind {
 		case TransformMaskXor:
+			if isZero(t.Xor) && mask == nil && typ != TypeIfName {
+				lhs += " & " + p.value(typ, host, nil, t.Mask)
+				continue
+			}
 			lhs += " & 0x" + hex.EncodeToString(t.Mask)
 			if !isZero(t.Xor) {
 				lhs += " ^ 0x" + hex.EncodeToString(t.Xor)
@@ -224,7 +239,27 @@ func (p *printer) match(mt *Match) string {
 		// A compare shorter than the name is a wildcard.
 		return fmt.Sprintf("%s %s%q", lhs, opText[mt.Op], strings.TrimRight(string(mt.Value), "\x00")+"*")
 	}
-	return fmt.Sprintf("%s %s%s", lhs, opText[mt.Op], val(mt.Value))
+	op := opText[mt.Op]
+	if op == "" {
+		op = eq
+	}
+	return fmt.Sprintf("%s %s%s", lhs, op, val(mt.Value))
+}
+
+// addressPrefix finds the address field a shorter load at its offset
+// belongs to.
+func (p *printer) addressPrefix(f *Field) *HeaderField {
+	if f.Source != SourcePayload || f.Base != BaseNetwork {
+		return nil
+	}
+	for i := range headerFields {
+		hf := &headerFields[i]
+		if hf.Base == f.Base && hf.Offset == f.Offset && hf.Proto == p.l3 && f.Len < hf.Len &&
+			(hf.Type == TypeIPv4 || hf.Type == TypeIPv6) {
+			return hf
+		}
+	}
+	return nil
 }
 
 var opText = map[Op]string{OpEq: "", OpNeq: "!= ", OpLt: "< ", OpLte: "<= ", OpGt: "> ", OpGte: ">= "}
