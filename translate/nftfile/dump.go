@@ -16,6 +16,20 @@ import (
 // flowtables are not supported yet: if the namespace has any, DumpNetNS
 // returns an error naming them.
 func DumpNetNS(ns *os.File) (*nlmsg.Ruleset, error) {
+	msgs, err := DumpMessages(ns)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := nlmsg.Decode(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("decode dump: %w", err)
+	}
+	return rs, nil
+}
+
+// DumpMessages is DumpNetNS without the decoding: it returns the raw
+// NFT_MSG_NEW* messages of the dump, in the order DumpNetNS decodes them.
+func DumpMessages(ns *os.File) ([]netlink.Message, error) {
 	cfg := &netlink.Config{}
 	if ns != nil {
 		cfg.NetNS = int(ns.Fd())
@@ -78,11 +92,7 @@ func DumpNetNS(ns *os.File) (*nlmsg.Ruleset, error) {
 		}
 	}
 
-	rs, err := nlmsg.Decode(msgs)
-	if err != nil {
-		return nil, fmt.Errorf("decode dump: %w", err)
-	}
-	return rs, nil
+	return msgs, nil
 }
 
 // dumpReq sends an NLM_F_DUMP request of nf_tables message type msg and

@@ -147,21 +147,43 @@ func runNft(nft, name string, setInput func(*exec.Cmd)) error {
 // the Go runtime's pool: its goroutine exits locked, so the runtime ends it.
 // The namespace disappears once fn has returned and its sockets are closed.
 func inPrivateNetNS(fn func(ns *os.File) error) error {
-	errc := make(chan error, 1)
+	var err error
+	onDiscardedThread(func() {
+		if uerr := unix.Unshare(unix.CLONE_NEWNET); uerr != nil {
+			err = fmt.Errorf("create private network namespace: %w", uerr)
+			return
+		}
+		ns, oerr := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if oerr != nil {
+			err = fmt.Errorf("open private network namespace: %w", oerr)
+			return
+		}
+		defer ns.Close()
+		err = fn(ns)
+	})
+	return err
+}
+
+// onDiscardedThread runs fn on a locked OS thread that the Go runtime ends
+// afterwards, so that fn may change the thread's state (its network
+// namespace) for good. It never uses the process's main thread: the runtime
+// cannot end that one, it would stay wedged in whatever state fn left, and
+// /proc/self/ns/* would then describe the changed state.
+func onDiscardedThread(fn func()) {
+	done := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread dies with this goroutine.
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("create private network namespace: %w", err)
-			}
-			ns, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-			if err != nil {
-				return fmt.Errorf("open private network namespace: %w", err)
-			}
-			defer ns.Close()
-			return fn(ns)
-		}()
+		// No UnlockOSThread: the thread ends with this goroutine.
+		if unix.Gettid() == unix.Getpid() {
+			// This is the main thread. Keep it locked (so busy) while
+			// another goroutine, which must then get another thread,
+			// does the work; the main thread stays untouched.
+			onDiscardedThread(fn)
+			runtime.UnlockOSThread()
+		} else {
+			fn()
+		}
+		close(done)
 	}()
-	return <-errc
+	<-done
 }

@@ -22,7 +22,7 @@ func DecodeExpr(fam Family, b []byte) (Expr, error) {
 	data := a.byType[unix.NFTA_EXPR_DATA]
 	dec, ok := exprDecoders[name]
 	if !ok {
-		return &Opaque{Name: name, Data: append([]byte{}, data...)}, nil
+		return &Opaque{Name: name, Data: a.bytes(unix.NFTA_EXPR_DATA)}, nil
 	}
 	if !a.has(unix.NFTA_EXPR_DATA) {
 		return nil, fmt.Errorf("missing NFTA_EXPR_DATA")
