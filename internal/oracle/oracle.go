@@ -11,7 +11,7 @@
 //
 // A frame that never reaches the hook (ip_rcv discarded it, it was not for
 // this host, …) is detected with a sentinel frame sent after it: frames are
-// sent from one thread pinned to one CPU, so they are processed in order,
+// sent from a thread pinned to one CPU, so they are processed in order,
 // and once the sentinel has been counted the frame before it has been
 // handled one way or the other.
 package oracle
@@ -25,8 +25,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -108,9 +108,9 @@ type Oracle struct {
 	counters *counterReader
 	sentinel []byte
 
-	mu    sync.Mutex
-	last  counts // counter values after the previous frame
-	calls chan func()
+	mu     sync.Mutex
+	last   counts // counter values after the previous frame
+	closed bool
 }
 
 // New creates the namespaces, the veth pair and the sender's socket.
@@ -219,64 +219,46 @@ table arp bpfnft_oracle_quiet {
 	}); err != nil {
 		return err
 	}
-	if o.counters, err = newCounterReader(o.receiver.File()); err != nil {
+	if o.counters, err = newCounterReader(o.receiver); err != nil {
 		return err
 	}
 	if o.sentinel, err = o.sentinelFrame(); err != nil {
 		return err
 	}
-	return o.startWorker()
-}
-
-// startWorker starts the goroutine that sends frames and reads counters,
-// on an OS thread pinned to one CPU so that frames are processed in the
-// order they are sent (the backlog of received frames is per CPU).
-func (o *Oracle) startWorker() error {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	var cpus []int
-	for i := 0; i < len(allowed)*64; i++ {
-		if allowed.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	if len(cpus) == 0 {
-		return errors.New("no CPU in the affinity mask")
-	}
-	cpu := cpus[int(nextCPU.Add(1))%len(cpus)]
-	o.calls = make(chan func())
-	ready := make(chan error, 1)
-	go func() {
-		// Never unlocked: the pinned thread is destroyed when the
-		// worker ends instead of going back to the scheduler's pool.
-		runtime.LockOSThread()
-		var set unix.CPUSet
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			ready <- fmt.Errorf("sched_setaffinity(cpu %d): %w", cpu, err)
-			return
-		}
-		ready <- nil
-		for fn := range o.calls {
-			fn()
-		}
-	}()
-	if err := <-ready; err != nil {
-		o.calls = nil
-		return err
-	}
 	return nil
 }
 
-var nextCPU atomic.Uint32
-
-// onWorker runs fn on the pinned worker thread.
-func (o *Oracle) onWorker(fn func()) {
-	done := make(chan struct{})
-	o.calls <- func() { fn(); close(done) }
-	<-done
+// onPinnedThread runs fn on the calling goroutine's OS thread, pinned to
+// the CPU it is on, so that the frames fn sends are processed in the order
+// they are sent: received frames wait in a per-CPU backlog. The thread's
+// CPU affinity is restored afterwards; if that fails, the thread stays
+// locked and dies with its goroutine.
+func onPinnedThread(fn func() error) error {
+	runtime.LockOSThread()
+	var saved unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &saved); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	var cpu uint32
+	if _, _, errno := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); errno != 0 {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("getcpu: %w", errno)
+	}
+	var one unix.CPUSet
+	one.Set(int(cpu))
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("sched_setaffinity(cpu %d): %w", cpu, err)
+	}
+	ferr := fn()
+	if err := unix.SchedSetaffinity(0, &saved); err != nil {
+		// Leave the thread locked: it must not run other goroutines
+		// pinned to one CPU.
+		return errors.Join(ferr, fmt.Errorf("restoring CPU affinity: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 func (o *Oracle) sentinelFrame() ([]byte, error) {
@@ -372,14 +354,15 @@ func (o *Oracle) Verdict(frame []byte) (Result, error) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.calls == nil {
+	if o.closed {
 		return NotReached, errors.New("oracle: closed")
 	}
-	var (
-		res Result
-		err error
-	)
-	o.onWorker(func() { res, err = o.verdict(frame) })
+	var res Result
+	err := onPinnedThread(func() error {
+		var err error
+		res, err = o.verdict(frame)
+		return err
+	})
 	if err != nil {
 		return res, fmt.Errorf("oracle: %w", err)
 	}
@@ -395,7 +378,7 @@ func (o *Oracle) send(frame []byte) error {
 	return nil
 }
 
-// verdict runs on the worker thread.
+// verdict runs on a thread pinned to one CPU.
 func (o *Oracle) verdict(frame []byte) (Result, error) {
 	before := o.last
 	if err := o.send(frame); err != nil {
@@ -446,10 +429,7 @@ func (o *Oracle) Close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var errs []error
-	if o.calls != nil {
-		close(o.calls)
-		o.calls = nil
-	}
+	o.closed = true
 	if o.counters != nil {
 		errs = append(errs, o.counters.close())
 		o.counters = nil

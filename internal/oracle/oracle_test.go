@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -97,34 +98,34 @@ func TestIngress(t *testing.T) {
 		{"no user chain", "", []frameCase{fromSender, {"arp", arp, Accepted}}},
 		{"drop by saddr", `table netdev t {
 	chain c {
-	type filter hook ingress device "orx" priority 0;
+		type filter hook ingress device "orx" priority 0;
 		ip saddr 192.0.2.1 drop
-}
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), fromOther, {"bad ipv4 checksum still reaches ingress", badIPv4, Dropped}}},
 		{"policy drop", `table netdev t {
 	chain c {
-	type filter hook ingress device "orx" priority 0; policy drop;
+		type filter hook ingress device "orx" priority 0; policy drop;
 		ip saddr 198.51.100.7 accept
-}
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), fromOther, {"arp", arp, Dropped}}},
 		{"vlan id", `table netdev t {
 	chain c {
-	type filter hook ingress device "orx" priority 0;
+		type filter hook ingress device "orx" priority 0;
 		vlan id 100 drop
-}
+	}
 }`,
 			[]frameCase{{"vlan 100", vlan(100), Dropped}, {"vlan 200", vlan(200), Accepted}, fromSender}},
 		{"accept then drop in later base chain", `table netdev t {
-			chain a {
-	type filter hook ingress device "orx" priority 0;
+	chain a {
+		type filter hook ingress device "orx" priority 0;
 		accept
-}
-			chain b {
-	type filter hook ingress device "orx" priority 10;
+	}
+	chain b {
+		type filter hook ingress device "orx" priority 10;
 		ip saddr 192.0.2.1 drop
-}
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), fromOther}},
 	})
@@ -148,28 +149,28 @@ func TestPrerouting(t *testing.T) {
 		{"no user chain", "", []frameCase{fromSender, {"ipv6", v6(SenderIPv6), Accepted}, {"not local", notLocal, Accepted}}},
 		{"drop by saddr", `table ip t {
 	chain c {
-	type filter hook prerouting priority 0;
+		type filter hook prerouting priority 0;
 		ip saddr 192.0.2.1 drop
-}
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), fromOther, {"ipv6 unaffected", v6(SenderIPv6), Accepted}}},
 		{"inet drop ipv6 saddr", `table inet t {
 	chain c {
-	type filter hook prerouting priority -150;
+		type filter hook prerouting priority -150;
 		ip6 saddr 2001:db8::1 drop
-}
+	}
 }`,
 			[]frameCase{{"ipv6 sender", v6(SenderIPv6), Dropped}, {"ipv6 other", v6(netip.MustParseAddr("2001:db8::77")), Accepted}, fromSender}},
 		{"policy drop", `table ip t {
 	chain c {
-	type filter hook prerouting priority 0; policy drop
-}
+		type filter hook prerouting priority 0; policy drop;
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), with(fromOther, Dropped), {"ipv6 has no ip chain", v6(SenderIPv6), Accepted}}},
 		{"malformed never reaches prerouting", `table ip t {
 	chain c {
-	type filter hook prerouting priority 0; policy drop
-}
+		type filter hook prerouting priority 0; policy drop;
+	}
 }`,
 			[]frameCase{{"bad checksum", badSum, NotReached}, {"truncated", truncated, NotReached}, {"other host mac", wrongMAC, NotReached}}},
 	})
@@ -180,9 +181,9 @@ func TestInput(t *testing.T) {
 	run(t, ir.HookInput, []rulesetCase{
 		{"drop by saddr", `table ip t {
 	chain c {
-	type filter hook input priority 0;
+		type filter hook input priority 0;
 		ip saddr 192.0.2.1 drop
-}
+	}
 }`,
 			[]frameCase{with(fromSender, Dropped), fromOther, {"not local is not routed to input", notLocal, NotReached}}},
 	})
@@ -198,9 +199,9 @@ func TestVerdictSpeed(t *testing.T) {
 	o := newOracle(t, ir.HookPrerouting)
 	if err := o.Load(`table ip t {
 	chain c {
-	type filter hook prerouting priority 0;
+		type filter hook prerouting priority 0;
 		ip saddr 192.0.2.1 drop
-}
+	}
 }`); err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +223,62 @@ func TestVerdictSpeed(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %v per frame", fc.name, time.Since(start)/n)
+	}
+}
+
+// TestParallelOracles runs oracles side by side, each with its own ruleset,
+// and checks that their verdicts do not leak into each other.
+func TestParallelOracles(t *testing.T) {
+	privtest.Require(t)
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			o, err := New(Config{Hook: ir.HookPrerouting})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer o.Close()
+			// Oracle i drops only odd sources when i is odd.
+			rs := "table ip t {\n\tchain c {\n\t\ttype filter hook prerouting priority 0;\n\t\tip saddr 192.0.2.1 accept\n\t}\n}"
+			if i%2 == 1 {
+				rs = "table ip t {\n\tchain c {\n\t\ttype filter hook prerouting priority 0;\n\t\tip saddr 192.0.2.1 drop\n\t}\n}"
+			}
+			if err := o.Load(rs); err != nil {
+				errs <- err
+				return
+			}
+			want := Accepted
+			if i%2 == 1 {
+				want = Dropped
+			}
+			for range 300 {
+				got, err := o.Verdict(udp4(o, SenderIPv4, ReceiverIPv4))
+				if err == nil && got != want {
+					err = fmt.Errorf("oracle %d: verdict %v, want %v", i, got, want)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestLoadRejectsFlush(t *testing.T) {
+	o := newOracle(t, ir.HookIngress)
+	if err := o.Load("flush ruleset"); err == nil {
+		t.Error("Load accepted a ruleset that deletes the observers")
+	}
+	if err := o.Load("this is not nft syntax"); err == nil {
+		t.Error("Load accepted a syntax error")
 	}
 }
