@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
@@ -69,6 +70,20 @@ func ParseFile(path string, opts Options) (*nlmsg.Ruleset, error) {
 }
 
 func parse(name string, opts Options, setInput func(*exec.Cmd)) (*nlmsg.Ruleset, error) {
+	msgs, err := parseMessages(name, opts, setInput)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := nlmsg.Decode(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: decode dump: %w", name, err)
+	}
+	return rs, nil
+}
+
+// parseMessages loads the ruleset with nft in a private network namespace
+// and returns the raw messages of its dump (see DumpMessages).
+func parseMessages(name string, opts Options, setInput func(*exec.Cmd)) ([]netlink.Message, error) {
 	nft := opts.Nft
 	if nft == "" {
 		p, err := exec.LookPath("nft")
@@ -83,7 +98,7 @@ func parse(name string, opts Options, setInput func(*exec.Cmd)) (*nlmsg.Ruleset,
 		return nil, fmt.Errorf("%s: interfaces of the target network namespace: %w", name, err)
 	}
 
-	var rs *nlmsg.Ruleset
+	var msgs []netlink.Message
 	err = inPrivateNetNS(func(ns *os.File) error {
 		if err := mirrorLinks(ns, links); err != nil {
 			return err
@@ -92,13 +107,13 @@ func parse(name string, opts Options, setInput func(*exec.Cmd)) (*nlmsg.Ruleset,
 			return err
 		}
 		var err error
-		rs, err = DumpNetNS(ns)
+		msgs, err = DumpMessages(ns)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return rs, nil
+	return msgs, nil
 }
 
 // NftError is nft's refusal of a ruleset: its exit status and what it wrote
