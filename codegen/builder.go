@@ -1,0 +1,127 @@
+package codegen
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/asm"
+)
+
+// builder accumulates instructions and resolves labels. Several labels may
+// name the same position; the first one becomes the instruction's symbol and
+// the others are rewritten to it when the program is finished.
+type builder struct {
+	insns   asm.Instructions
+	pending []string
+	alias   map[string]string
+	n       int
+}
+
+func newBuilder() *builder {
+	return &builder{alias: map[string]string{}}
+}
+
+// emit appends instructions, attaching pending labels to the first one.
+func (b *builder) emit(insns ...asm.Instruction) {
+	for _, ins := range insns {
+		if len(b.pending) > 0 {
+			ins = ins.WithSymbol(b.pending[0])
+			for _, l := range b.pending[1:] {
+				b.alias[l] = b.pending[0]
+			}
+			b.pending = b.pending[:0]
+		}
+		b.insns = append(b.insns, ins)
+	}
+}
+
+// label marks the position of the next instruction.
+func (b *builder) label(name string) {
+	b.pending = append(b.pending, name)
+}
+
+// newLabel returns a fresh label name.
+func (b *builder) newLabel(prefix string) string {
+	b.n++
+	return fmt.Sprintf("%s_%d", prefix, b.n)
+}
+
+// pos is the index the next instruction will have.
+func (b *builder) pos() int { return len(b.insns) }
+
+// finish resolves label aliases and returns the instructions.
+func (b *builder) finish() (asm.Instructions, error) {
+	if len(b.pending) > 0 {
+		return nil, fmt.Errorf("internal error: labels %v at end of program", b.pending)
+	}
+	for i := range b.insns {
+		ref := b.insns[i].Reference()
+		if ref == "" {
+			continue
+		}
+		if to, ok := b.alias[ref]; ok {
+			for {
+				next, ok := b.alias[to]
+				if !ok {
+					break
+				}
+				to = next
+			}
+			b.insns[i] = b.insns[i].WithReference(to)
+		}
+	}
+	return b.insns, nil
+}
+
+// prune drops instructions that cannot be reached from the first one (the
+// verifier rejects unreachable code) and returns, for every old index, the
+// new index of the next kept instruction.
+func prune(insns asm.Instructions) (asm.Instructions, []int, error) {
+	sym := map[string]int{}
+	for i, ins := range insns {
+		if s := ins.Symbol(); s != "" {
+			sym[s] = i
+		}
+	}
+	reach := make([]bool, len(insns))
+	work := []int{0}
+	for len(work) > 0 {
+		i := work[len(work)-1]
+		work = work[:len(work)-1]
+		if i >= len(insns) || reach[i] {
+			continue
+		}
+		reach[i] = true
+		ins := insns[i]
+		op := ins.OpCode
+		if op.Class().IsJump() {
+			switch op.JumpOp() {
+			case asm.Exit:
+				continue
+			case asm.Call:
+				work = append(work, i+1)
+				continue
+			}
+			ref := ins.Reference()
+			t, ok := sym[ref]
+			if !ok {
+				return nil, nil, fmt.Errorf("internal error: unknown label %q", ref)
+			}
+			work = append(work, t)
+			if op.JumpOp() != asm.Ja {
+				work = append(work, i+1)
+			}
+			continue
+		}
+		work = append(work, i+1)
+	}
+	out := make(asm.Instructions, 0, len(insns))
+	idx := make([]int, len(insns)+1)
+	for i, ins := range insns {
+		idx[i] = len(out)
+		if reach[i] {
+			out = append(out, ins)
+		}
+	}
+	idx[len(insns)] = len(out)
+	return out, idx, nil
+}

@@ -1,0 +1,643 @@
+package codegen
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// Stack layout (offsets from R10). All slots are 8 bytes and written by
+// the prologue before any rule runs.
+const (
+	slotLen    = -8   // skb->len as nf_tables sees it
+	slotNH     = -16  // offset of the network header from the load origin
+	slotTH     = -24  // offset of the transport header from the load origin
+	slotL4     = -32  // 1 if NFT_PKTINFO_L4PROTO is set
+	slotTProt  = -40  // pkt->tprot
+	slotFrag   = -48  // pkt->fragoff
+	slotProto  = -56  // skb->protocol in host order
+	slotLL     = -64  // offset of the mac header from the load origin, or -1
+	slotBase   = -72  // offset of nf_tables' skb->data from the load origin
+	slotTotal  = -80  // bytes from the load origin to the end of the packet
+	slotVlan   = -88  // 1 if an outer VLAN tag sits in skb->vlan_tci (tc)
+	slotVTCI   = -96  // skb->vlan_tci, host order
+	slotVProto = -104 // skb->vlan_proto, host order
+	slotPF     = -112 // nft_pf(pkt)
+	slotSkb    = -120 // kernel struct sk_buff pointer (tc, cgroup, nf)
+	slotState  = -128 // struct nf_hook_state pointer (nf)
+	slotKey    = -136 // map key scratch
+	slotDyn    = -152 // struct bpf_dynptr (16 bytes, nf)
+	slotT1     = -160 // prologue scratch
+	slotT2     = -168 // prologue scratch
+	vethBuf    = -192 // 24 bytes: rebuilt VLAN ethernet header (tc)
+	bufOff     = -256 // 64 bytes: the nf_tables register image of a field
+	bufSize    = 64
+)
+
+const (
+	labelAccept = "nft_accept"
+	labelDrop   = "nft_drop"
+	labelPolicy = "nft_policy"
+	labelUnspec = "nft_unspec" // prologue: pktinfo without L4PROTO
+	labelPktOK  = "nft_pktinfo_done"
+)
+
+// gen compiles one base chain.
+type gen struct {
+	t     *ir.Table
+	tgt   Target
+	b     *builder
+	chains map[string]*ir.Chain
+
+	slots     []CounterSlot
+	slotIndex map[CounterSlot]int
+	anns      []Annotation
+
+	// cur identifies the statement being compiled, for errors.
+	curChain string
+	curRule  *ir.Rule
+	curStmt  ir.Stmt
+}
+
+func newGen(t *ir.Table, tgt Target) (*gen, error) {
+	g := &gen{
+		t:         t,
+		tgt:       tgt,
+		b:         newBuilder(),
+		chains:    map[string]*ir.Chain{},
+		slotIndex: map[CounterSlot]int{},
+	}
+	for _, c := range t.Chains {
+		g.chains[c.Name] = c
+	}
+	return g, nil
+}
+
+func (g *gen) annotations() []Annotation { return g.anns }
+
+// unsupported returns an UnsupportedError for the current statement.
+func (g *gen) unsupported(format string, args ...any) error {
+	e := &UnsupportedError{Chain: g.curChain, Reason: fmt.Sprintf(format, args...)}
+	if g.curRule != nil {
+		e.Handle = g.curRule.Handle
+	}
+	if g.curStmt != nil {
+		e.Stmt = ir.FormatStmt(g.t.Family, g.curStmt)
+	}
+	return e
+}
+
+func (g *gen) compile(c *ir.Chain) error {
+	start := g.b.pos()
+	if err := g.prologue(); err != nil {
+		return err
+	}
+	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Text: "prologue"})
+	if err := g.chain(c, labelPolicy, 0, map[string]bool{}); err != nil {
+		return err
+	}
+	start = g.b.pos()
+	g.b.label(labelPolicy)
+	g.b.emit(
+		asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, c.Base.Policy == ir.VerdictAccept)),
+		asm.Return(),
+	)
+	g.b.label(labelAccept)
+	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, true)), asm.Return())
+	g.b.label(labelDrop)
+	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, false)), asm.Return())
+	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Text: "policy"})
+	return nil
+}
+
+// maxJumpDepth is nf_tables' NFT_JUMP_STACK_SIZE.
+const maxJumpDepth = 16
+
+// chain emits the rules of c. When c ends or returns, control goes to ret.
+func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) error {
+	active[c.Name] = true
+	defer delete(active, c.Name)
+	for _, r := range c.Rules {
+		g.curChain, g.curRule, g.curStmt = c.Name, r, nil
+		next := g.b.newLabel("rule_end")
+		start := g.b.pos()
+		var inline *ir.Chain
+		inlineRet := ""
+	stmts:
+		for i, s := range r.Stmts {
+			g.curStmt = s
+			switch s := s.(type) {
+			case *ir.Match:
+				if err := g.match(s, next); err != nil {
+					return err
+				}
+			case *ir.Counter:
+				g.counter(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: i})
+			case *ir.Verdict:
+				switch s.Kind {
+				case ir.VerdictContinue:
+					continue
+				case ir.VerdictAccept:
+					g.b.emit(asm.Ja.Label(labelAccept))
+				case ir.VerdictDrop:
+					g.b.emit(asm.Ja.Label(labelDrop))
+				case ir.VerdictReturn:
+					g.b.emit(asm.Ja.Label(ret))
+				case ir.VerdictJump, ir.VerdictGoto:
+					target, ok := g.chains[s.Chain]
+					if !ok {
+						return g.unsupported("chain %q does not exist", s.Chain)
+					}
+					if target.Base != nil {
+						return g.unsupported("cannot jump to base chain %q", s.Chain)
+					}
+					if active[s.Chain] {
+						return g.unsupported("chain loop through %q", s.Chain)
+					}
+					if depth+1 > maxJumpDepth {
+						return g.unsupported("jump depth exceeds %d", maxJumpDepth)
+					}
+					inline = target
+					inlineRet = next
+					if s.Kind == ir.VerdictGoto {
+						inlineRet = ret
+					}
+				default:
+					return g.unsupported("unknown verdict %d", s.Kind)
+				}
+				if i != len(r.Stmts)-1 {
+					return g.unsupported("statements after a verdict")
+				}
+				break stmts
+			default:
+				return g.unsupported("statement type %T is not supported", s)
+			}
+		}
+		g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)})
+		if inline != nil {
+			if err := g.chain(inline, inlineRet, depth+1, active); err != nil {
+				return err
+			}
+			g.curChain = c.Name
+		}
+		g.b.label(next)
+	}
+	g.b.emit(asm.Ja.Label(ret))
+	return nil
+}
+
+// counter emits a counter statement.
+func (g *gen) counter(s CounterSlot) {
+	idx, ok := g.slotIndex[s]
+	if !ok {
+		idx = len(g.slots)
+		g.slots = append(g.slots, s)
+		g.slotIndex[s] = idx
+	}
+	skip := g.b.newLabel("ctr_skip")
+	g.b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(counterMapSymbol),
+		asm.StoreImm(asm.R10, slotKey, int64(idx), asm.Word),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, slotKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, skip),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R10, slotLen, asm.DWord),
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
+	)
+	g.b.label(skip)
+}
+
+func round4(n uint32) uint32 { return (n + 3) &^ 3 }
+
+// match emits code that jumps to fail unless m holds.
+func (g *gen) match(m *ir.Match, fail string) error {
+	f := &m.Field
+	if f.Len == 0 || f.Len > bufSize {
+		return g.unsupported("field length %d is out of range 1..%d", f.Len, bufSize)
+	}
+	span := round4(f.Len)
+	if err := g.loadField(f, span, fail); err != nil {
+		return err
+	}
+	for _, t := range f.Transforms {
+		if err := g.transform(t, span); err != nil {
+			return err
+		}
+	}
+	ok := g.b.newLabel("match_ok")
+	n := uint32(len(m.Value))
+	switch m.Op {
+	case ir.OpEq, ir.OpNeq, ir.OpLt, ir.OpLte, ir.OpGt, ir.OpGte, ir.OpInRange, ir.OpNotInRange:
+		if n == 0 || n > span {
+			return g.unsupported("compare length %d does not fit the %d-byte field", n, f.Len)
+		}
+	}
+	switch m.Op {
+	case ir.OpEq:
+		g.cmpEq(m.Value, fail)
+	case ir.OpNeq:
+		g.cmpEq(m.Value, ok)
+		g.b.emit(asm.Ja.Label(fail))
+	case ir.OpLt:
+		g.cmp3(m.Value, ok, fail, fail)
+	case ir.OpLte:
+		g.cmp3(m.Value, ok, ok, fail)
+	case ir.OpGt:
+		g.cmp3(m.Value, fail, fail, ok)
+	case ir.OpGte:
+		g.cmp3(m.Value, fail, ok, ok)
+	case ir.OpInRange, ir.OpNotInRange:
+		if len(m.High) != len(m.Value) {
+			return g.unsupported("range bounds differ in length")
+		}
+		hi := g.b.newLabel("range_hi")
+		if m.Op == ir.OpInRange {
+			g.cmp3(m.Value, fail, hi, hi)
+			g.b.label(hi)
+			g.cmp3(m.High, ok, ok, fail)
+		} else {
+			g.cmp3(m.Value, ok, hi, hi)
+			g.b.label(hi)
+			g.cmp3(m.High, fail, fail, ok)
+		}
+	case ir.OpInSet, ir.OpNotInSet:
+		if err := g.set(m, span, ok, fail); err != nil {
+			return err
+		}
+	default:
+		return g.unsupported("unknown comparison %d", m.Op)
+	}
+	g.b.label(ok)
+	return nil
+}
+
+// set emits a set membership test as a compare chain.
+func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
+	s := m.Set
+	if s == nil {
+		return g.unsupported("set reference without a set")
+	}
+	if s.Flags&(ir.SetMap|ir.SetObject) != 0 {
+		return g.unsupported("maps are not supported in a set lookup")
+	}
+	if s.Flags&(ir.SetTimeout|ir.SetEval) != 0 {
+		return g.unsupported("dynamic sets (timeout/dynamic flag) are not supported")
+	}
+	if s.Flags&ir.SetConcat != 0 && s.Flags&ir.SetInterval != 0 {
+		return g.unsupported("interval sets with concatenated keys match per field; not supported")
+	}
+	if s.KeyLen == 0 || s.KeyLen > span {
+		return g.unsupported("set key length %d does not fit the %d-byte field", s.KeyLen, m.Field.Len)
+	}
+	hit, miss := ok, fail
+	if m.Op == ir.OpNotInSet {
+		hit, miss = fail, ok
+	}
+	for _, e := range s.Elements {
+		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {
+			return g.unsupported("set element length differs from key length %d", s.KeyLen)
+		}
+		next := g.b.newLabel("set_next")
+		if string(e.Low) == string(e.High) {
+			g.cmpEq(e.Low, next)
+			g.b.emit(asm.Ja.Label(hit))
+		} else {
+			hi := g.b.newLabel("set_hi")
+			g.cmp3(e.Low, next, hi, hi)
+			g.b.label(hi)
+			g.cmp3(e.High, hit, hit, next)
+		}
+		g.b.label(next)
+	}
+	g.b.emit(asm.Ja.Label(miss))
+	return nil
+}
+
+// chunks splits n bytes into aligned loads of 8, 4, 2 and 1 bytes.
+func chunks(n uint32) [][2]uint32 {
+	var out [][2]uint32
+	pos := uint32(0)
+	for _, sz := range []uint32{8, 4, 2, 1} {
+		for n-pos >= sz {
+			out = append(out, [2]uint32{pos, sz})
+			pos += sz
+		}
+	}
+	return out
+}
+
+func asmSize(sz uint32) asm.Size {
+	switch sz {
+	case 8:
+		return asm.DWord
+	case 4:
+		return asm.Word
+	case 2:
+		return asm.Half
+	}
+	return asm.Byte
+}
+
+// leValue returns b as a little-endian (host order) integer.
+func leValue(b []byte) uint64 {
+	var v [8]byte
+	copy(v[:], b)
+	return binary.LittleEndian.Uint64(v[:])
+}
+
+// beValue returns b as a big-endian integer, which orders like memcmp.
+func beValue(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+// loadConst puts v into reg.
+func (g *gen) loadConst(reg asm.Register, v uint64) {
+	if v <= 0x7fffffff {
+		g.b.emit(asm.Mov.Imm(reg, int32(v)))
+	} else {
+		g.b.emit(asm.LoadImm(reg, int64(v), asm.DWord))
+	}
+}
+
+// cmpEq jumps to ne unless the buffer starts with want.
+func (g *gen) cmpEq(want []byte, ne string) {
+	for _, c := range chunks(uint32(len(want))) {
+		pos, sz := c[0], c[1]
+		v := leValue(want[pos : pos+sz])
+		g.b.emit(asm.LoadMem(asm.R0, asm.R10, int16(bufOff+int32(pos)), asmSize(sz)))
+		g.loadConst(asm.R1, v)
+		g.b.emit(asm.JNE.Reg(asm.R0, asm.R1, ne))
+	}
+}
+
+// cmp3 compares the buffer with want as memcmp does and jumps to lt, eq
+// or gt.
+func (g *gen) cmp3(want []byte, lt, eq, gt string) {
+	for _, c := range chunks(uint32(len(want))) {
+		pos, sz := c[0], c[1]
+		g.b.emit(asm.LoadMem(asm.R0, asm.R10, int16(bufOff+int32(pos)), asmSize(sz)))
+		if sz > 1 {
+			g.b.emit(asm.BSwap(asm.R0, asmSize(sz)))
+		}
+		g.loadConst(asm.R1, beValue(want[pos:pos+sz]))
+		g.b.emit(
+			asm.JLT.Reg(asm.R0, asm.R1, lt),
+			asm.JGT.Reg(asm.R0, asm.R1, gt),
+		)
+	}
+	g.b.emit(asm.Ja.Label(eq))
+}
+
+// transform applies t to the buffer in place.
+func (g *gen) transform(t ir.Transform, span uint32) error {
+	if t.Len == 0 || round4(t.Len) > span {
+		return g.unsupported("transform length %d exceeds the %d-byte field", t.Len, span)
+	}
+	switch t.Kind {
+	case ir.TransformMaskXor:
+		if uint32(len(t.Mask)) != t.Len || uint32(len(t.Xor)) != t.Len {
+			return g.unsupported("bitwise mask/xor length differs from %d", t.Len)
+		}
+		for _, c := range chunks(t.Len) {
+			pos, sz := c[0], c[1]
+			off := int16(bufOff + int32(pos))
+			g.b.emit(asm.LoadMem(asm.R0, asm.R10, off, asmSize(sz)))
+			g.loadConst(asm.R1, leValue(t.Mask[pos:pos+sz]))
+			g.b.emit(asm.And.Reg(asm.R0, asm.R1))
+			g.loadConst(asm.R1, leValue(t.Xor[pos:pos+sz]))
+			g.b.emit(asm.Xor.Reg(asm.R0, asm.R1))
+			g.b.emit(asm.StoreMem(asm.R10, off, asm.R0, asmSize(sz)))
+		}
+	case ir.TransformShiftLeft, ir.TransformShiftRight:
+		if t.Shift == 0 || t.Shift >= 32 {
+			return g.unsupported("shift by %d is not supported", t.Shift)
+		}
+		words := int((t.Len + 3) / 4)
+		s := int32(t.Shift)
+		g.b.emit(asm.Mov.Imm(asm.R2, 0)) // carry
+		for k := 0; k < words; k++ {
+			i := k
+			if t.Kind == ir.TransformShiftLeft {
+				i = words - 1 - k
+			}
+			off := int16(bufOff + int32(4*i))
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, off, asm.Word),
+				asm.Mov.Reg32(asm.R1, asm.R0),
+			)
+			if t.Kind == ir.TransformShiftLeft {
+				g.b.emit(
+					asm.LSh.Imm32(asm.R1, s),
+					asm.Or.Reg32(asm.R1, asm.R2),
+					asm.Mov.Reg32(asm.R2, asm.R0),
+					asm.RSh.Imm32(asm.R2, 32-s),
+				)
+			} else {
+				g.b.emit(
+					asm.RSh.Imm32(asm.R1, s),
+					asm.Or.Reg32(asm.R1, asm.R2),
+					asm.Mov.Reg32(asm.R2, asm.R0),
+					asm.LSh.Imm32(asm.R2, 32-s),
+				)
+			}
+			g.b.emit(asm.StoreMem(asm.R10, off, asm.R1, asm.Word))
+		}
+	case ir.TransformHton, ir.TransformNtoh:
+		switch t.Size {
+		case 2, 4:
+		case 8:
+			if t.Len != 8 {
+				return g.unsupported("64-bit byteorder over %d bytes is not supported", t.Len)
+			}
+		default:
+			return g.unsupported("byteorder element size %d is not supported", t.Size)
+		}
+		for i := uint32(0); i+t.Size <= t.Len; i += t.Size {
+			off := int16(bufOff + int32(i))
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, off, asmSize(t.Size)),
+				asm.BSwap(asm.R0, asmSize(t.Size)),
+				asm.StoreMem(asm.R10, off, asm.R0, asmSize(t.Size)),
+			)
+		}
+	default:
+		return g.unsupported("unknown transform %d", t.Kind)
+	}
+	return nil
+}
+
+// zeroBuf clears the first n bytes (rounded up to 8) of the buffer.
+func (g *gen) zeroBuf(n uint32) {
+	for i := uint32(0); i < n; i += 8 {
+		g.b.emit(stImm64(asm.R10, int16(bufOff+int32(i)), 0))
+	}
+}
+
+// loadField places f's register image into the buffer or jumps to fail
+// where nf_tables would break.
+func (g *gen) loadField(f *ir.Field, span uint32, fail string) error {
+	g.zeroBuf(span)
+	switch f.Source {
+	case ir.SourcePayload:
+		return g.loadPayload(f, fail)
+	case ir.SourceMeta:
+		return g.loadMeta(f, fail)
+	}
+	return g.unsupported("unknown field source %d", f.Source)
+}
+
+func (g *gen) loadPayload(f *ir.Field, fail string) error {
+	if f.Offset > 255 || f.Len > 255 {
+		return g.unsupported("payload offset/length beyond 255")
+	}
+	off := int32(f.Offset)
+	switch f.Base {
+	case ir.BaseLL:
+		if g.tgt.Type == CgroupSKB || g.tgt.Type == Netfilter {
+			return g.unsupported("the link-layer header is not readable from a %s program", g.tgt.Type)
+		}
+		if g.tgt.Type == TC && f.Offset+f.Len > 12 {
+			return g.loadLLVlan(f, fail)
+		}
+		g.b.emit(
+			asm.LoadMem(asm.R2, asm.R10, slotLL, asm.DWord),
+			asm.JSLT.Imm(asm.R2, 0, fail),
+			asm.Add.Imm(asm.R2, off),
+		)
+	case ir.BaseNetwork:
+		g.b.emit(
+			asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
+			asm.Add.Imm(asm.R2, off),
+		)
+	case ir.BaseTransport:
+		g.b.emit(
+			asm.LoadMem(asm.R0, asm.R10, slotL4, asm.DWord),
+			asm.JEq.Imm(asm.R0, 0, fail),
+			asm.LoadMem(asm.R0, asm.R10, slotFrag, asm.DWord),
+			asm.JNE.Imm(asm.R0, 0, fail),
+			asm.LoadMem(asm.R2, asm.R10, slotTH, asm.DWord),
+			asm.Add.Imm(asm.R2, off),
+		)
+	default:
+		return g.unsupported("payload base %d (inner header) is not supported", f.Base)
+	}
+	g.loadBytes(bufOff, f.Len)
+	g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
+	return nil
+}
+
+// loadLLVlan reproduces nft_payload_copy_vlan for tc programs: when the
+// outer VLAN tag sits in skb->vlan_tci, link-layer loads past the MAC
+// addresses see the header as if the tag were still in the frame.
+func (g *gen) loadLLVlan(f *ir.Field, fail string) error {
+	plain := g.b.newLabel("ll_plain")
+	done := g.b.newLabel("ll_done")
+	off, n := f.Offset, f.Len
+	g.b.emit(
+		asm.LoadMem(asm.R0, asm.R10, slotVlan, asm.DWord),
+		asm.JEq.Imm(asm.R0, 0, plain),
+		asm.LoadMem(asm.R2, asm.R10, slotLL, asm.DWord),
+		asm.JSLT.Imm(asm.R2, 0, fail),
+	)
+	if off < 18 {
+		// Rebuild struct vlan_ethhdr: 14 bytes of mac header, then the
+		// tag and skb->protocol.
+		g.loadBytes(vethBuf, 14)
+		g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
+		for i, slot := range []int16{slotVProto, slotVTCI, slotProto} {
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, slot, asm.DWord),
+				asm.BSwap(asm.R0, asm.Half),
+				asm.StoreMem(asm.R10, int16(vethBuf+12+2*i), asm.R0, asm.Half),
+			)
+		}
+		ethlen := n
+		if off+n > 18 {
+			ethlen = 18 - off
+		}
+		for i := uint32(0); i < ethlen; i++ {
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, int16(vethBuf+int32(off+i)), asm.Byte),
+				asm.StoreMem(asm.R10, int16(bufOff+int32(i)), asm.R0, asm.Byte),
+			)
+		}
+		if rest := n - ethlen; rest > 0 {
+			g.b.emit(
+				asm.LoadMem(asm.R2, asm.R10, slotLL, asm.DWord),
+				asm.Add.Imm(asm.R2, 14),
+			)
+			g.loadBytes(bufOff+int32(ethlen), rest)
+			g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
+		}
+		g.b.emit(asm.Ja.Label(done))
+	} else {
+		g.b.emit(asm.Add.Imm(asm.R2, int32(off)-4))
+		g.loadBytes(bufOff, n)
+		g.b.emit(asm.JNE.Imm(asm.R0, 0, fail), asm.Ja.Label(done))
+	}
+	g.b.label(plain)
+	g.b.emit(
+		asm.LoadMem(asm.R2, asm.R10, slotLL, asm.DWord),
+		asm.JSLT.Imm(asm.R2, 0, fail),
+		asm.Add.Imm(asm.R2, int32(off)),
+	)
+	g.loadBytes(bufOff, n)
+	g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
+	g.b.label(done)
+	return nil
+}
+
+// loadBytes emits a helper call copying n bytes at the load-origin offset
+// in R2 to the stack at dst. R0 is 0 on success. R1-R5 are clobbered.
+func (g *gen) loadBytes(dst int32, n uint32) {
+	switch g.tgt.Type {
+	case XDP:
+		g.b.emit(
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, dst),
+			asm.Mov.Imm(asm.R4, int32(n)),
+			asm.FnXdpLoadBytes.Call(),
+		)
+	case TC, CgroupSKB:
+		g.b.emit(
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, dst),
+			asm.Mov.Imm(asm.R4, int32(n)),
+			asm.FnSkbLoadBytes.Call(),
+		)
+	case Netfilter:
+		g.b.emit(
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Mov.Reg(asm.R1, asm.R10),
+			asm.Add.Imm(asm.R1, dst),
+			asm.Mov.Imm(asm.R2, int32(n)),
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, slotDyn),
+			asm.Mov.Imm(asm.R5, 0),
+			asm.FnDynptrRead.Call(),
+		)
+	}
+}
+
+var errInternal = errors.New("internal error")
+
+// stImm64 emits *(u64 *)(dst + off) = value (sign-extended 32-bit imm).
+func stImm64(dst asm.Register, off int16, value int64) asm.Instruction {
+	return asm.Instruction{OpCode: asm.StoreImmOp(asm.DWord), Dst: dst, Offset: off, Constant: value}
+}

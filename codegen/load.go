@@ -1,0 +1,74 @@
+package codegen
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// Loaded is a program and its maps in the kernel.
+type Loaded struct {
+	Program  *ebpf.Program
+	Counters *ebpf.Map
+	Sets     map[*ir.Set]*ebpf.Map
+}
+
+// CounterValue is the sum of a counter over all CPUs.
+type CounterValue struct {
+	Packets, Bytes uint64
+}
+
+// Load creates the maps and the program in the kernel.
+func (p *Program) Load() (*Loaded, error) {
+	counters, err := ebpf.NewMap(p.Counters)
+	if err != nil {
+		return nil, fmt.Errorf("create counter map: %w", err)
+	}
+	spec := p.Spec.Copy()
+	if err := spec.Instructions.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+		counters.Close()
+		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
+	if err != nil {
+		counters.Close()
+		return nil, fmt.Errorf("load %s program: %w", spec.Type, err)
+	}
+	return &Loaded{Program: prog, Counters: counters, Sets: map[*ir.Set]*ebpf.Map{}}, nil
+}
+
+// Close frees the program and its maps.
+func (l *Loaded) Close() error {
+	var errs []error
+	if l.Program != nil {
+		errs = append(errs, l.Program.Close())
+	}
+	if l.Counters != nil {
+		errs = append(errs, l.Counters.Close())
+	}
+	for _, m := range l.Sets {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ReadCounters sums per-CPU values per slot.
+func (l *Loaded) ReadCounters() ([]CounterValue, error) {
+	n := l.Counters.MaxEntries()
+	out := make([]CounterValue, n)
+	for i := uint32(0); i < n; i++ {
+		var vals []CounterValue
+		if err := l.Counters.Lookup(i, &vals); err != nil {
+			return nil, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range vals {
+			out[i].Packets += v.Packets
+			out[i].Bytes += v.Bytes
+		}
+	}
+	return out, nil
+}
