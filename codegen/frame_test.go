@@ -165,6 +165,12 @@ const (
 	protoICMPv6 = 58
 )
 
-func tcp4(dport uint16) []byte { return eth(0x0800, v4{proto: protoTCP}.build(tcp(40000, dport, 0x02))) }
-func udp4(dport uint16) []byte { return eth(0x0800, v4{proto: protoUDP}.build(udp(40000, dport, []byte("hello")))) }
-func tcp6(dport uint16) []byte { return eth(0x86dd, v6{nexthdr: protoTCP}.build(tcp(40000, dport, 0x02))) }
+func tcp4(dport uint16) []byte {
+	return eth(0x0800, v4{proto: protoTCP}.build(tcp(40000, dport, 0x02)))
+}
+func udp4(dport uint16) []byte {
+	return eth(0x0800, v4{proto: protoUDP}.build(udp(40000, dport, []byte("hello"))))
+}
+func tcp6(dport uint16) []byte {
+	return eth(0x86dd, v6{nexthdr: protoTCP}.build(tcp(40000, dport, 0x02)))
+}

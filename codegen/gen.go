@@ -48,9 +48,9 @@ const (
 
 // gen compiles one base chain.
 type gen struct {
-	t     *ir.Table
-	tgt   Target
-	b     *builder
+	t      *ir.Table
+	tgt    Target
+	b      *builder
 	chains map[string]*ir.Chain
 
 	slots     []CounterSlot

@@ -56,7 +56,7 @@ func inSet(f ir.Field, neg bool, keyLen uint32, elems ...[2][]byte) *ir.Match {
 	return &ir.Match{Field: f, Op: op, Set: s}
 }
 
-func el(v []byte) [2][]byte      { return [2][]byte{v, v} }
+func el(v []byte) [2][]byte       { return [2][]byte{v, v} }
 func elr(lo, hi []byte) [2][]byte { return [2][]byte{lo, hi} }
 
 var (
@@ -68,14 +68,14 @@ var (
 	handleNo uint64
 )
 
-func jump(c string) *ir.Verdict   { return &ir.Verdict{Kind: ir.VerdictJump, Chain: c} }
-func gotoV(c string) *ir.Verdict  { return &ir.Verdict{Kind: ir.VerdictGoto, Chain: c} }
-func rule(s ...ir.Stmt) *ir.Rule  { handleNo++; return &ir.Rule{Handle: handleNo, Stmts: s} }
-func u16(v uint16) []byte         { return binary.BigEndian.AppendUint16(nil, v) }
-func u32be(v uint32) []byte       { return binary.BigEndian.AppendUint32(nil, v) }
-func u32le(v uint32) []byte       { return binary.LittleEndian.AppendUint32(nil, v) }
-func b(v ...byte) []byte          { return v }
-func ip4(a, b, c, d byte) []byte  { return []byte{a, b, c, d} }
+func jump(c string) *ir.Verdict  { return &ir.Verdict{Kind: ir.VerdictJump, Chain: c} }
+func gotoV(c string) *ir.Verdict { return &ir.Verdict{Kind: ir.VerdictGoto, Chain: c} }
+func rule(s ...ir.Stmt) *ir.Rule { handleNo++; return &ir.Rule{Handle: handleNo, Stmts: s} }
+func u16(v uint16) []byte        { return binary.BigEndian.AppendUint16(nil, v) }
+func u32be(v uint32) []byte      { return binary.BigEndian.AppendUint32(nil, v) }
+func u32le(v uint32) []byte      { return binary.LittleEndian.AppendUint32(nil, v) }
+func b(v ...byte) []byte         { return v }
+func ip4(a, b, c, d byte) []byte { return []byte{a, b, c, d} }
 
 // table builds a table with a base chain "base" and optional user chains.
 func table(fam ir.Family, hook ir.Hook, policy ir.VerdictKind, rules []*ir.Rule, user ...*ir.Chain) (*ir.Table, *ir.Chain) {

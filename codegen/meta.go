@@ -17,10 +17,10 @@ var metaLen = map[ir.MetaKey]uint32{
 type devKind int
 
 const (
-	devAbsent  devKind = iota // the hook has no such device: NULL in nft_pktinfo
-	devXDP                    // XDP ingress: ifindex from xdp_md, the rest from Target.Device
-	devSkbDev                 // skb->dev through the kernel sk_buff
-	devState                  // nf_hook_state->in / ->out
+	devAbsent devKind = iota // the hook has no such device: NULL in nft_pktinfo
+	devXDP                   // XDP ingress: ifindex from xdp_md, the rest from Target.Device
+	devSkbDev                // skb->dev through the kernel sk_buff
+	devState                 // nf_hook_state->in / ->out
 )
 
 func (g *gen) device(in bool) devKind {
