@@ -446,3 +446,8 @@ func (o *Oracle) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SentinelMAC returns the source MAC address of the oracle's netdev
+// sentinel frames. A program attached before the netdev ingress hook must
+// let these frames through for Verdict to work.
+func SentinelMAC() net.HardwareAddr { return append(net.HardwareAddr(nil), sentinelMAC...) }

@@ -1,0 +1,119 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+)
+
+// Targets returns the programs a base chain needs: one per device for
+// netdev chains, one per protocol family for inet chains on netfilter
+// hooks, otherwise one.
+func Targets(t *ir.Table, c *ir.Chain, opts Options) ([]codegen.Target, error) {
+	base, err := codegen.DefaultTarget(t, c)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Type != nil {
+		base.Type = *opts.Type
+		switch base.Type {
+		case codegen.CgroupSKB:
+			switch c.Base.Hook {
+			case ir.HookInput:
+			case ir.HookOutput:
+				base.Egress = true
+			default:
+				return nil, fmt.Errorf("chain %s: cgroup_skb programs serve only input and output hooks, not %s", c.Name, c.Base.Hook)
+			}
+		case codegen.TC:
+			base.Egress = c.Base.Hook == ir.HookEgress || c.Base.Hook == ir.HookOutput || c.Base.Hook == ir.HookPostrouting
+		}
+	}
+	var out []codegen.Target
+	switch {
+	case t.Family == ir.FamilyNetdev:
+		if len(c.Base.Devices) == 0 {
+			return []codegen.Target{base}, nil
+		}
+		for _, name := range c.Base.Devices {
+			tgt := base
+			if ifi, err := nsctx.InterfaceByName(opts.NetNS, name); err == nil {
+				tgt.Device = &codegen.Device{Index: ifi.Index, Name: ifi.Name, Type: ifi.Type, MAC: ifi.MAC}
+			}
+			out = append(out, tgt)
+		}
+	case t.Family == ir.FamilyInet && (base.Type == codegen.Netfilter || base.Type == codegen.CgroupSKB):
+		for _, pf := range []ir.Family{ir.FamilyIPv4, ir.FamilyIPv6} {
+			tgt := base
+			tgt.ProtoFamily = pf
+			out = append(out, tgt)
+		}
+	default:
+		out = append(out, base)
+	}
+	return out, nil
+}
+
+// compileChain compiles base chain c for each of its targets. A rule the
+// code generator refuses is recorded in refused and left out, and the
+// chain is compiled again, so that every refusal is found.
+func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string) ([]*ChainProgram, error) {
+	targets, err := Targets(t, c, opts)
+	if err != nil {
+		return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
+	}
+	var out []*ChainProgram
+	for _, tgt := range targets {
+		skip := map[ruleKey]bool{}
+		for k := range refused {
+			skip[k] = true
+		}
+		for {
+			view := withoutRules(t, skip)
+			prog, err := codegen.Compile(view, view.Chain(c.Name), tgt)
+			var ue *codegen.UnsupportedError
+			if errors.As(err, &ue) && ue.Handle != 0 {
+				k := ruleKey{t.Family, t.Name, ue.Chain, ue.Handle}
+				if skip[k] {
+					return nil, fmt.Errorf("code generator refused rule handle %d twice: %w", ue.Handle, err)
+				}
+				skip[k] = true
+				refused[k] = ue.Reason
+				if ue.Stmt != "" {
+					refused[k] = fmt.Sprintf("%q: %s", ue.Stmt, ue.Reason)
+				}
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("table %s %s, chain %s (%s): %w", t.Family, t.Name, c.Name, tgt.Type, err)
+			}
+			out = append(out, &ChainProgram{Table: t, Chain: c, Target: tgt, Program: prog})
+			break
+		}
+	}
+	return out, nil
+}
+
+// withoutRules returns a shallow copy of t whose chains lack the rules in
+// skip.
+func withoutRules(t *ir.Table, skip map[ruleKey]bool) *ir.Table {
+	if len(skip) == 0 {
+		return t
+	}
+	nt := *t
+	nt.Chains = make([]*ir.Chain, len(t.Chains))
+	for i, c := range t.Chains {
+		nc := *c
+		nc.Rules = nil
+		for _, r := range c.Rules {
+			if !skip[ruleKey{t.Family, t.Name, c.Name, r.Handle}] {
+				nc.Rules = append(nc.Rules, r)
+			}
+		}
+		nt.Chains[i] = &nc
+	}
+	return &nt
+}
