@@ -96,7 +96,16 @@ func (g *gen) compile(c *ir.Chain) error {
 	if err := g.prologue(); err != nil {
 		return err
 	}
+	// The verdict exits sit right behind the prologue; rules reach them
+	// with long (32-bit) jumps, so programs may exceed 32k instructions.
+	rules := g.b.newLabel("rules")
+	g.b.emit(asm.LongJump(rules))
+	g.b.label(labelAccept)
+	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, true)), asm.Return())
+	g.b.label(labelDrop)
+	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, false)), asm.Return())
 	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Text: "prologue"})
+	g.b.label(rules)
 	if err := g.chain(c, labelPolicy, 0, map[string]bool{}); err != nil {
 		return err
 	}
@@ -106,10 +115,6 @@ func (g *gen) compile(c *ir.Chain) error {
 		asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, c.Base.Policy == ir.VerdictAccept)),
 		asm.Return(),
 	)
-	g.b.label(labelAccept)
-	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, true)), asm.Return())
-	g.b.label(labelDrop)
-	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, false)), asm.Return())
 	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Text: "policy"})
 	return nil
 }
@@ -142,11 +147,11 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				case ir.VerdictContinue:
 					continue
 				case ir.VerdictAccept:
-					g.b.emit(asm.Ja.Label(labelAccept))
+					g.b.emit(asm.LongJump(labelAccept))
 				case ir.VerdictDrop:
-					g.b.emit(asm.Ja.Label(labelDrop))
+					g.b.emit(asm.LongJump(labelDrop))
 				case ir.VerdictReturn:
-					g.b.emit(asm.Ja.Label(ret))
+					g.b.emit(asm.LongJump(ret))
 				case ir.VerdictJump, ir.VerdictGoto:
 					target, ok := g.chains[s.Chain]
 					if !ok {
@@ -186,7 +191,7 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		}
 		g.b.label(next)
 	}
-	g.b.emit(asm.Ja.Label(ret))
+	g.b.emit(asm.LongJump(ret))
 	return nil
 }
 

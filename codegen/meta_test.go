@@ -1,0 +1,168 @@
+package codegen
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// Expectations follow what BPF_PROG_TEST_RUN builds: the device is the
+// namespace's loopback (ifindex 1, type ARPHRD_LOOPBACK, address zero);
+// the netfilter test run sets only state->out (its hook switch looks at the
+// default LOCAL_OUT hook), so iif is 0 there.
+func TestMetaVerdicts(t *testing.T) {
+	lo := &Device{Index: 1, Name: "lo", Type: 772}
+	frame := tcp4(22)
+	name := func(s string) []byte { v := make([]byte, 16); copy(v, s); return v }
+	w := func(def ir.VerdictKind, over ...any) pkt {
+		p := pkt{name: "tcp", frame: frame, want: def, wantFor: map[string]ir.VerdictKind{}}
+		for i := 0; i < len(over); i += 2 {
+			p.wantFor[over[i].(string)] = over[i+1].(ir.VerdictKind)
+		}
+		return p
+	}
+	noXDP := []string{"tc", "nf", "cgroup"}
+	cases := []verdictCase{
+		{name: "len", rules: []*ir.Rule{rule(eq(meta(ir.MetaLen), u32le(40)), drop)}, pkts: []pkt{w(D, "tc-egress", A)}},
+		{name: "len tc-egress", rules: []*ir.Rule{rule(eq(meta(ir.MetaLen), u32le(54)), drop)}, pkts: []pkt{w(A, "tc-egress", D)}},
+		{name: "protocol", rules: []*ir.Rule{rule(eq(meta(ir.MetaProtocol), u16(0x0800)), drop)}, pkts: []pkt{w(D)}},
+		{name: "nfproto", rules: []*ir.Rule{rule(eq(meta(ir.MetaNFProto), b(2)), drop)}, pkts: []pkt{w(D, "xdp", A, "tc", A)}},
+		{name: "nfproto netdev", rules: []*ir.Rule{rule(eq(meta(ir.MetaNFProto), b(5)), drop)}, pkts: []pkt{w(A, "xdp", D, "tc", D)}},
+		{name: "mark", only: noXDP, rules: []*ir.Rule{rule(eq(meta(ir.MetaMark), u32le(0)), drop)}, pkts: []pkt{w(D)}},
+		{name: "mark miss", only: noXDP, rules: []*ir.Rule{rule(eq(meta(ir.MetaMark), u32le(7)), drop)}, pkts: []pkt{w(A)}},
+		{name: "iif", rules: []*ir.Rule{rule(eq(meta(ir.MetaIif), u32le(1)), drop)}, pkts: []pkt{w(D, "tc-egress", A, "cgroup-egress", A, "nf", A)}},
+		{name: "iif 0", rules: []*ir.Rule{rule(eq(meta(ir.MetaIif), u32le(0)), drop)}, pkts: []pkt{w(A, "tc-egress", D, "cgroup-egress", D, "nf", D)}},
+		{name: "oif", rules: []*ir.Rule{rule(eq(meta(ir.MetaOif), u32le(1)), drop)}, pkts: []pkt{w(A, "tc-egress", D, "cgroup-egress", D, "nf-output", D)}},
+		{name: "iifname", dev: lo, rules: []*ir.Rule{rule(eq(meta(ir.MetaIifName), name("lo")), drop)}, pkts: []pkt{w(D, "tc-egress", A, "cgroup-egress", A, "nf", A)}},
+		{name: "iifname wildcard", dev: lo, rules: []*ir.Rule{rule(eq(meta(ir.MetaIifName), []byte("l")), drop)}, pkts: []pkt{w(D, "tc-egress", A, "cgroup-egress", A, "nf", A)}},
+		{name: "iifname empty", dev: lo, rules: []*ir.Rule{rule(eq(meta(ir.MetaIifName), name("")), drop)}, pkts: []pkt{w(A, "tc-egress", D, "cgroup-egress", D, "nf", D)}},
+		{name: "oifname", rules: []*ir.Rule{rule(eq(meta(ir.MetaOifName), name("lo")), drop)}, pkts: []pkt{w(A, "tc-egress", D, "cgroup-egress", D, "nf-output", D)}},
+		{name: "oifname prefix miss", rules: []*ir.Rule{rule(eq(meta(ir.MetaOifName), []byte("eth")), drop)}, pkts: []pkt{w(A)}},
+		{name: "iiftype", dev: lo, rules: []*ir.Rule{rule(eq(meta(ir.MetaIifType), u32le(772)[:2]), drop)}, pkts: []pkt{w(D, "tc-egress", A, "cgroup-egress", A, "nf", A)}},
+		{name: "iiftype absent breaks", dev: lo, rules: []*ir.Rule{rule(cmp(meta(ir.MetaIifType), ir.OpNeq, u32le(1)[:2]), drop)}, pkts: []pkt{w(D, "tc-egress", A, "cgroup-egress", A, "nf", A)}},
+		{name: "oiftype", rules: []*ir.Rule{rule(eq(meta(ir.MetaOifType), u32le(772)[:2]), drop)}, pkts: []pkt{w(A, "tc-egress", D, "cgroup-egress", D, "nf-output", D)}},
+		{name: "pkttype otherhost", dev: lo, rules: []*ir.Rule{rule(eq(meta(ir.MetaPktType), b(3)), drop)}, pkts: []pkt{w(D, "nf-output", A)}},
+		{name: "pkttype host at xdp", only: []string{"xdp"}, dev: &Device{Index: 1, Name: "x", Type: 1, MAC: [6]byte(macDst)}, rules: []*ir.Rule{
+			rule(eq(meta(ir.MetaPktType), b(0)), drop),
+			rule(eq(meta(ir.MetaPktType), b(1)), accept),
+		}, pol: D, pkts: []pkt{
+			{name: "host", frame: frame, want: D},
+			{name: "broadcast", frame: append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, frame[6:]...), want: A},
+			{name: "multicast", frame: append([]byte{0x01, 0, 0x5e, 0, 0, 1}, frame[6:]...), want: D},
+		}},
+		{name: "l4proto udp", rules: []*ir.Rule{rule(eq(meta(ir.MetaL4Proto), b(protoUDP)), drop)}, pkts: []pkt{w(A), {name: "udp", frame: udp4(53), want: D}}},
+	}
+	runVerdictCases(t, cases)
+}
+
+func TestCounters(t *testing.T) {
+	privileged(t)
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			r1 := rule(counter, eq(th(2, 2), u16(22)), counter, drop)
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{r1})
+			p, err := Compile(tab, c, fl.tgt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []CounterSlot{{"base", r1.Handle, 0}, {"base", r1.Handle, 2}}
+			if fmt.Sprint(p.CounterSlots) != fmt.Sprint(want) {
+				t.Fatalf("slots %v, want %v", p.CounterSlots, want)
+			}
+			l := loadFlavour(t, fl, tab, c)
+			for _, port := range []uint16{22, 22, 80} {
+				run(t, fl, l, tcp4(port))
+			}
+			got, err := l.ReadCounters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := uint64(40)
+			if fl.name == "tc-egress" {
+				size = 54
+			}
+			exp := []CounterValue{{3, 3 * size}, {2, 2 * size}}
+			if fmt.Sprint(got) != fmt.Sprint(exp) {
+				t.Errorf("counters %v, want %v", got, exp)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	xdp := Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}
+	nf := Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}
+	cg := Target{Type: CgroupSKB, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}
+	loop := &ir.Chain{Name: "loop", Rules: []*ir.Rule{rule(jump("loop"))}}
+	var deep []*ir.Chain
+	for i := 0; i < 17; i++ {
+		deep = append(deep, &ir.Chain{Name: fmt.Sprintf("d%d", i), Rules: []*ir.Rule{rule(jump(fmt.Sprintf("d%d", i+1)))}})
+	}
+	deep = append(deep, &ir.Chain{Name: "d17"})
+	concat := inSet(nh(12, 8), false, 8, elr(make([]byte, 8), []byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	concat.Set.Flags |= ir.SetConcat
+	cases := []struct {
+		name   string
+		tgt    Target
+		rules  []*ir.Rule
+		user   []*ir.Chain
+		reason string
+	}{
+		{"mark at xdp", xdp, []*ir.Rule{rule(eq(meta(ir.MetaMark), u32le(1)), drop)}, nil, "meta mark is not available at XDP"},
+		{"iifname at xdp without device", xdp, []*ir.Rule{rule(eq(meta(ir.MetaIifName), []byte("eth0")), drop)}, nil, "needs the device"},
+		{"pkttype at xdp without device", xdp, []*ir.Rule{rule(eq(meta(ir.MetaPktType), b(0)), drop)}, nil, "MAC address"},
+		{"ll at netfilter", nf, []*ir.Rule{rule(eq(ll(6, 6), macSrc), drop)}, nil, "link-layer header"},
+		{"ll at cgroup", cg, []*ir.Rule{rule(eq(ll(6, 6), macSrc), drop)}, nil, "link-layer header"},
+		{"unsupported meta", nf, []*ir.Rule{rule(eq(ir.Field{Source: ir.SourceMeta, Meta: ir.MetaCPU, Len: 4}, u32le(0)), drop)}, nil, "not supported"},
+		{"compare longer than field", nf, []*ir.Rule{rule(eq(nh(9, 1), b(6, 0, 0, 0, 0)), drop)}, nil, "does not fit"},
+		{"shift by zero", nf, []*ir.Rule{rule(eq(nh(0, 4, ir.Transform{Kind: ir.TransformShiftLeft, Len: 4}), u32le(0)), drop)}, nil, "shift by 0"},
+		{"64-bit byteorder", nf, []*ir.Rule{rule(eq(nh(8, 16, ir.Transform{Kind: ir.TransformNtoh, Len: 16, Size: 8}), make([]byte, 16)), drop)}, nil, "64-bit byteorder"},
+		{"missing chain", nf, []*ir.Rule{rule(jump("nope"))}, nil, "does not exist"},
+		{"loop", nf, []*ir.Rule{rule(jump("loop"))}, []*ir.Chain{loop}, "chain loop"},
+		{"jump depth", nf, []*ir.Rule{rule(jump("d0"))}, deep, "jump depth"},
+		{"concat interval set", nf, []*ir.Rule{rule(concat, drop)}, nil, "concatenated"},
+		{"inner header", nf, []*ir.Rule{rule(eq(pl(ir.BaseInner, 0, 1), b(0)), drop)}, nil, "inner header"},
+		{"xdp on ip table", Target{Type: XDP, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, []*ir.Rule{rule(drop)}, nil, "xdp programs serve only netdev ingress"},
+	}
+	for _, tc := range cases {
+		if tc.reason == "" {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			tab, c := table(tc.tgt.Family, tc.tgt.Hook, ir.VerdictAccept, tc.rules, tc.user...)
+			_, err := Compile(tab, c, tc.tgt)
+			var ue *UnsupportedError
+			if !errors.As(err, &ue) {
+				t.Fatalf("got %v, want *UnsupportedError", err)
+			}
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("error %q does not mention %q", err, tc.reason)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestLargeChain(t *testing.T) {
+	privileged(t)
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			var rules []*ir.Rule
+			for i := 0; i < 1000; i++ {
+				rules = append(rules, rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(nh(12, 4), ip4(192, 0, 2, byte(i%250))), eq(th(2, 2), u16(uint16(1000+i))), counter, drop))
+			}
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules)
+			l := loadFlavour(t, fl, tab, c)
+			hit := eth(0x0800, v4{proto: protoTCP, src: ip4(192, 0, 2, byte(999%250))}.build(tcp(1, 1999, 2)))
+			if v := run(t, fl, l, hit); v != ir.VerdictDrop {
+				t.Errorf("last rule: got %s", vname(v))
+			}
+			if v := run(t, fl, l, tcp4(80)); v != ir.VerdictAccept {
+				t.Errorf("no rule: got %s", vname(v))
+			}
+		})
+	}
+}
