@@ -162,7 +162,7 @@ func DecodeChain(m netlink.Message) (*Chain, error) {
 		Flags:  a.u32(nftaChainFlags, "NFTA_CHAIN_FLAGS"),
 		Type:   a.str(unix.NFTA_CHAIN_TYPE),
 	}
-	if c.Name == "" && !a.has(nftaChainID) {
+	if c.Name == "" && c.ID == 0 {
 		a.fail("missing NFTA_CHAIN_NAME")
 	}
 	if a.has(unix.NFTA_CHAIN_POLICY) {
@@ -200,7 +200,12 @@ func decodeHook(h *attrs) *ChainHook {
 		for i, x := range list {
 			switch x.typ {
 			case nftaDeviceName:
-				hk.Devices = append(hk.Devices, cstring(x.data))
+				name := cstring(x.data)
+				if name == "" {
+					h.fail("NFTA_HOOK_DEVS: device %d: empty name", i)
+					return hk
+				}
+				hk.Devices = append(hk.Devices, name)
 			case nftaDevicePrefix:
 				h.fail("NFTA_HOOK_DEVS: device %d: wildcard device name %q* (NFTA_DEVICE_PREFIX) is not supported", i, cstring(x.data))
 				return hk
@@ -295,7 +300,7 @@ func DecodeSetElems(m netlink.Message) (*SetElems, error) {
 		Set:    a.str(unix.NFTA_SET_ELEM_LIST_SET),
 		SetID:  a.u32(unix.NFTA_SET_ELEM_LIST_SET_ID, "NFTA_SET_ELEM_LIST_SET_ID"),
 	}
-	if se.Set == "" && !a.has(unix.NFTA_SET_ELEM_LIST_SET_ID) {
+	if se.Set == "" && se.SetID == 0 {
 		a.fail("missing NFTA_SET_ELEM_LIST_SET")
 	}
 	list := a.elems(unix.NFTA_SET_ELEM_LIST_ELEMENTS, "NFTA_SET_ELEM_LIST_ELEMENTS")

@@ -184,7 +184,7 @@ func EncodeSet(s *Set) netlink.Message {
 	if s.Userdata != nil {
 		w.raw(unix.NFTA_SET_USERDATA, s.Userdata)
 	}
-	if len(s.ExprKinds) > 0 {
+	if s.HasExprs || len(s.ExprKinds) > 0 {
 		w.nest(nftaSetExpressions, func(l *builder) {
 			for _, k := range s.ExprKinds {
 				l.nest(nftaListElem, func(e *builder) { e.str(unix.NFTA_EXPR_NAME, k) })

@@ -158,7 +158,7 @@ func decodeLookup(a *attrs) Expr {
 		SetID:   a.u32(unix.NFTA_LOOKUP_SET_ID, "NFTA_LOOKUP_SET_ID"),
 		Flags:   a.u32(unix.NFTA_LOOKUP_FLAGS, "NFTA_LOOKUP_FLAGS"),
 	}
-	if e.Set == "" && !a.has(unix.NFTA_LOOKUP_SET_ID) {
+	if e.Set == "" && e.SetID == 0 {
 		a.fail("missing NFTA_LOOKUP_SET")
 	}
 	return e
