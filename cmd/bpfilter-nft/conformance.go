@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/bpfilter-nft/bpfilter-nft/internal/conformance"
+)
+
+func init() {
+	register(&command{
+		name:    "conformance",
+		args:    "[--corpus DIR] [--dirs ip,netdev,any] [--no-diff] [--count N] [-v]",
+		summary: "run nftables' own rule tests: compiled / refused / mismatched counts",
+		run:     runConformance,
+	})
+}
+
+const conformanceHelp = `
+Runs every accepted rule of nftables' tests/py files (X.t) that sits in a
+filter chain of an ip, ip6, inet or netdev table: the real nft parses it, the
+pipeline compiles it or refuses it with a reason, and, for compiled rules, the
+kernel's nftables and the BPF programs (XDP and tcx for netdev rules at
+ingress, netfilter for IP rules at prerouting) get the same generated frames
+in scratch namespaces and must give the same verdicts.
+
+Prints the counts per file and in total, then the most common refusal reasons.
+Exit status 1 when any verdict differs.`
+
+func runConformance(stdout, stderr io.Writer, args []string) error {
+	c := lookup("conformance")
+	fs := newFlagSet(c, stderr, conformanceHelp)
+	dir := fs.String("corpus", "../shared/corpus/nftables-py", "directory of the nftables tests/py corpus")
+	dirs := fs.String("dirs", "ip,netdev,any", "comma-separated subdirectories to run")
+	noDiff := fs.Bool("no-diff", false, "only compile; do not compare verdicts with the kernel")
+	count := fs.Int("count", 40, "random frames per rule besides the probes")
+	verbose := fs.Bool("v", false, "print every rule's outcome")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var files []string
+	for _, d := range strings.Split(*dirs, ",") {
+		m, err := filepath.Glob(filepath.Join(*dir, d, "*.t"))
+		if err != nil {
+			return err
+		}
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no .t files under %s/{%s}", *dir, *dirs)
+	}
+	r := conformance.NewRunner(conformance.Options{
+		Diff: !*noDiff, Count: *count,
+		Progress: func(res conformance.Result) {
+			if *verbose || res.Outcome == conformance.Mismatched {
+				fmt.Fprintf(stdout, "%s:%d [%s %s] %s: %s %s\n", res.File, res.Line, res.Family, res.Chain, res.Rule, res.Outcome, res.Reason)
+			}
+		},
+	})
+	defer r.Close()
+	var all []conformance.Result
+	for _, f := range files {
+		res, err := r.RunFile(f)
+		if err != nil {
+			return err
+		}
+		all = append(all, res...)
+	}
+	perFile, total := conformance.Summarise(all)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "file\tcompiled\tverdicts checked\trefused\tmismatched\tnft-rejected\t")
+	for _, s := range append(perFile, total) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", s.File, s.Compiled, s.Checked, s.Refused, s.Mismatched, s.NftRejected)
+	}
+	tw.Flush()
+	if reasons := conformance.TopReasons(all, 15); len(reasons) > 0 {
+		fmt.Fprintln(stdout, "\nmost common refusals:")
+		for _, r := range reasons {
+			fmt.Fprintln(stdout, r)
+		}
+	}
+	if total.Mismatched > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d rules got verdicts that differ from the kernel's", total.Mismatched)}
+	}
+	return nil
+}
