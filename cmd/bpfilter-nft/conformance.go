@@ -55,7 +55,7 @@ func runConformance(stdout, stderr io.Writer, args []string) error {
 	r := conformance.NewRunner(conformance.Options{
 		Diff: !*noDiff, Count: *count,
 		Progress: func(res conformance.Result) {
-			if *verbose || res.Outcome == conformance.Mismatched {
+			if *verbose || res.Outcome == conformance.Mismatched || res.Outcome == conformance.Failed {
 				fmt.Fprintf(stdout, "%s:%d [%s %s] %s: %s %s\n", res.File, res.Line, res.Family, res.Chain, res.Rule, res.Outcome, res.Reason)
 			}
 		},
@@ -71,9 +71,9 @@ func runConformance(stdout, stderr io.Writer, args []string) error {
 	}
 	perFile, total := conformance.Summarise(all)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "file\tcompiled\tverdicts checked\trefused\tmismatched\tnft-rejected\t")
+	fmt.Fprintln(tw, "file\tcompiled\tverdicts checked\trefused\tmismatched\terrors\tnft-rejected\t")
 	for _, s := range append(perFile, total) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", s.File, s.Compiled, s.Checked, s.Refused, s.Mismatched, s.NftRejected)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.File, s.Compiled, s.Checked, s.Refused, s.Mismatched, s.Failed, s.NftRejected)
 	}
 	tw.Flush()
 	if reasons := conformance.TopReasons(all, 15); len(reasons) > 0 {
@@ -82,8 +82,8 @@ func runConformance(stdout, stderr io.Writer, args []string) error {
 			fmt.Fprintln(stdout, r)
 		}
 	}
-	if total.Mismatched > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d rules got verdicts that differ from the kernel's", total.Mismatched)}
+	if total.Mismatched > 0 || total.Failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d rules got verdicts that differ from the kernel's, %d could not be checked", total.Mismatched, total.Failed)}
 	}
 	return nil
 }

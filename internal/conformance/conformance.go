@@ -33,6 +33,8 @@ const (
 	// NftRejected rules were refused by the system's nft itself (syntax
 	// newer than the installed nft, or a declaration it needs failed).
 	NftRejected Outcome = "nft-rejected"
+	// Failed rules could not be checked: the harness itself failed.
+	Failed Outcome = "error"
 )
 
 // Result is one rule's outcome.
@@ -139,7 +141,7 @@ func (r *Runner) runCase(file string, c corpus.Case, t corpus.Table, chain, def 
 	}
 	o, err := r.oracle(hook)
 	if err != nil {
-		res.Outcome, res.Reason = Mismatched, err.Error()
+		res.Outcome, res.Reason = Failed, err.Error()
 		return res
 	}
 	diffText := buildRuleset(c, t, chain, rehook(def, hook, o.ReceiverIfname()))
@@ -152,7 +154,7 @@ func (r *Runner) runCase(file string, c corpus.Case, t corpus.Table, chain, def 
 		res.Reason = "verdicts not compared: " + firstLine(ue.Error())
 		return res
 	case err != nil:
-		res.Outcome, res.Reason = Mismatched, firstLine(err.Error())
+		res.Outcome, res.Reason = Failed, firstLine(err.Error())
 		return res
 	}
 	res.Checked, res.Frames = true, rep.Frames
@@ -244,9 +246,9 @@ func firstLine(s string) string {
 
 // Summary counts outcomes per file.
 type Summary struct {
-	File                                      string
-	Compiled, Refused, Mismatched, NftRejected int
-	Checked                                    int
+	File                                               string
+	Compiled, Refused, Mismatched, NftRejected, Failed int
+	Checked                                            int
 }
 
 // Summarise counts results per file, files in name order, plus a total.
@@ -269,6 +271,8 @@ func Summarise(results []Result) (files []Summary, total Summary) {
 				x.Mismatched++
 			case NftRejected:
 				x.NftRejected++
+			case Failed:
+				x.Failed++
 			}
 			if r.Checked {
 				x.Checked++

@@ -325,13 +325,21 @@ func (o *Oracle) observers() (first, last string) {
 	return first, last
 }
 
+// receiverQuiet keeps the receiver's own stack from sending: a reply to a
+// frame from its subnet's broadcast address, for one, is looped back in
+// through the veth and would count as a second arrival.
+const receiverQuiet = `table inet bpfnft_oracle_quiet {
+	chain out { type filter hook output priority 0; policy drop; }
+}
+`
+
 // Load replaces the receiver's ruleset with ruleset (nft -f syntax) and
 // the oracle's observers.
 func (o *Oracle) Load(ruleset string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	first, last := o.observers()
-	text := "flush ruleset\n" + first + ruleset + "\n" + last
+	text := "flush ruleset\n" + receiverQuiet + first + ruleset + "\n" + last
 	if _, err := o.receiver.Run(text, "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("oracle: loading ruleset: %w", err)
 	}

@@ -282,3 +282,29 @@ func TestLoadRejectsFlush(t *testing.T) {
 		t.Error("Load accepted a syntax error")
 	}
 }
+
+// TestBroadcastSourceIsOneFrame sends frames whose source is the receiver
+// subnet's broadcast address: the receiver's reply, looped back through the
+// veth, must not count as a second arrival.
+func TestBroadcastSourceIsOneFrame(t *testing.T) {
+	privtest.Require(t)
+	for _, hook := range []ir.Hook{ir.HookIngress, ir.HookPrerouting} {
+		o, err := New(Config{Hook: hook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		if err := o.Load(""); err != nil {
+			t.Fatal(err)
+		}
+		for _, src := range []string{"192.0.2.255", "255.255.255.255", "192.0.2.1"} {
+			f := packet.MustBuild(&packet.Ethernet{Dst: o.ReceiverMAC(), Src: o.SenderMAC()},
+				&packet.IPv4{Src: netip.MustParseAddr(src), Dst: ReceiverIPv4, TTL: packet.Ptr(uint8(64))},
+				&packet.UDP{SrcPort: 1, DstPort: 2})
+			r, err := o.Verdict(f)
+			if err != nil || r != Accepted {
+				t.Errorf("%s: source %s: got %s, %v; want accepted", hook, src, r, err)
+			}
+		}
+	}
+}
