@@ -327,4 +327,3 @@ func generalise(reason string) string {
 	}
 	return reason
 }
-
