@@ -340,6 +340,4 @@ func (g *gen) pktTypeLoopback(store, fail string) {
 	)
 }
 
-func metaNameOf(k ir.MetaKey) string {
-	return ir.FormatStmt(ir.FamilyInet, &ir.Match{Field: ir.Field{Source: ir.SourceMeta, Meta: k}})
-}
+func metaNameOf(k ir.MetaKey) string { return ir.MetaName(k) }

@@ -419,6 +419,8 @@ var metaNames = map[MetaKey]string{
 	MetaNFProto: "nfproto", MetaL4Proto: "l4proto", MetaBriIifName: "ibrname",
 	MetaBriOifName: "obrname", MetaPktType: "pkttype", MetaCPU: "cpu",
 	MetaIifGroup: "iifgroup", MetaOifGroup: "oifgroup", MetaCgroup: "cgroup", MetaPRandom: "random",
+	25: "secpath", 26: "iifkind", 27: "oifkind", 28: "ibrpvid", 29: "ibrvproto",
+	30: "time", 31: "day", 32: "hour", 33: "sdif", 34: "sdifname", 35: "broute",
 }
 
 // MetaName returns nft's name for a meta key.
