@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +26,7 @@ var update = flag.Bool("update", false, "rewrite the testdata/*.golden files")
 // namespaces and run nft.
 func requirePrivileged(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged: needs root to create network namespaces and load rulesets")
-	}
+	privtest.Require(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("privileged: nft binary not found in PATH")
 	}
