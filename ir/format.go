@@ -52,12 +52,11 @@ func (v *Verdict) String() string {
 
 // printer carries what earlier matches of a rule established.
 type printer struct {
-	fam    Family
-	l3     string // "ip", "ip6" or ""
-	l4     string // "tcp", "udp", … or ""
-	ether  bool   // the link layer is known to be Ethernet
-	vlan   bool   // the frame is known to carry an 802.1Q tag
-	iifEth bool
+	fam   Family
+	l3    string // "ip", "ip6" or ""
+	l4    string // "tcp", "udp", … or ""
+	ether bool   // the link layer is known to be Ethernet
+	vlan  bool   // the frame is known to carry an 802.1Q tag
 }
 
 func newPrinter(fam Family) *printer {
