@@ -3,12 +3,12 @@ package codegen
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
 
@@ -117,11 +117,11 @@ func ipFlavours(pf ir.Family) []flavour {
 
 func allFlavours(pf ir.Family) []flavour { return append(netdevFlavours(), ipFlavours(pf)...) }
 
-func privileged(t *testing.T) {
+// privileged skips t unless it can load BPF programs and run them with
+// BPF_PROG_TEST_RUN, and records it as a privileged test.
+func privileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged: needs root for BPF_PROG_LOAD and BPF_PROG_TEST_RUN")
-	}
+	privtest.Require(t)
 }
 
 // loadFlavour compiles and loads a chain for fl.
