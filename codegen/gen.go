@@ -428,39 +428,7 @@ func (g *gen) transform(t ir.Transform, span uint32) error {
 			g.b.emit(asm.StoreMem(asm.R10, off, asm.R0, asmSize(sz)))
 		}
 	case ir.TransformShiftLeft, ir.TransformShiftRight:
-		if t.Shift == 0 || t.Shift >= 32 {
-			return g.unsupported("shift by %d is not supported", t.Shift)
-		}
-		words := int((t.Len + 3) / 4)
-		s := int32(t.Shift)
-		g.b.emit(asm.Mov.Imm(asm.R2, 0)) // carry
-		for k := 0; k < words; k++ {
-			i := k
-			if t.Kind == ir.TransformShiftLeft {
-				i = words - 1 - k
-			}
-			off := int16(bufOff + int32(4*i))
-			g.b.emit(
-				asm.LoadMem(asm.R0, asm.R10, off, asm.Word),
-				asm.Mov.Reg32(asm.R1, asm.R0),
-			)
-			if t.Kind == ir.TransformShiftLeft {
-				g.b.emit(
-					asm.LSh.Imm32(asm.R1, s),
-					asm.Or.Reg32(asm.R1, asm.R2),
-					asm.Mov.Reg32(asm.R2, asm.R0),
-					asm.RSh.Imm32(asm.R2, 32-s),
-				)
-			} else {
-				g.b.emit(
-					asm.RSh.Imm32(asm.R1, s),
-					asm.Or.Reg32(asm.R1, asm.R2),
-					asm.Mov.Reg32(asm.R2, asm.R0),
-					asm.LSh.Imm32(asm.R2, 32-s),
-				)
-			}
-			g.b.emit(asm.StoreMem(asm.R10, off, asm.R1, asm.Word))
-		}
+		return g.shift(t)
 	case ir.TransformHton, ir.TransformNtoh:
 		switch t.Size {
 		case 2, 4:
@@ -481,6 +449,66 @@ func (g *gen) transform(t ir.Transform, span uint32) error {
 		}
 	default:
 		return g.unsupported("unknown transform %d", t.Kind)
+	}
+	return nil
+}
+
+// shift reproduces nft_bitwise_eval_lshift/_rshift. The register is
+// taken as Len/4 (rounded up) host-order u32 words; a left shift walks them
+// from the last to the first, a right shift from the first to the last,
+// each word taking as carry the bits shifted out of the word before it.
+//
+// The carry comes from the word as it was before the shift. Kernels
+// before the fix "netfilter: nft_bitwise: fix shift with overlapping
+// registers" (in 6.18.y stable) read the carry back from the register
+// they had just written when source and destination were the same
+// register, so multi-word in-place shifts differ there; nft emits shifts
+// only on one-word values (sub-byte fields in concatenations), where the
+// carry plays no part. TestShiftMatchesKernel compares with the running
+// kernel.
+func (g *gen) shift(t ir.Transform) error {
+	words := int((t.Len + 3) / 4)
+	if t.Shift >= 32 {
+		return g.unsupported("shift by %d is not supported", t.Shift)
+	}
+	if t.Shift == 0 {
+		if words > 1 {
+			// Older kernels accept it and compute the carry as
+			// word >> 32 in C, which is undefined; newer ones refuse it.
+			return g.unsupported("shift by 0 over %d words is not supported", words)
+		}
+		return nil // one word, no carry: the identity
+	}
+	s := int32(t.Shift)
+	left := t.Kind == ir.TransformShiftLeft
+	for k := 0; k < words; k++ {
+		i := k
+		if left {
+			i = words - 1 - k
+		}
+		off := int16(bufOff + int32(4*i))
+		g.b.emit(asm.LoadMem(asm.R0, asm.R10, off, asm.Word))
+		if k < words-1 {
+			// The carry for the next word, from this word's old value.
+			g.b.emit(asm.Mov.Reg32(asm.R1, asm.R0))
+			if left {
+				g.b.emit(asm.RSh.Imm32(asm.R1, 32-s))
+			} else {
+				g.b.emit(asm.LSh.Imm32(asm.R1, 32-s))
+			}
+		}
+		if left {
+			g.b.emit(asm.LSh.Imm32(asm.R0, s))
+		} else {
+			g.b.emit(asm.RSh.Imm32(asm.R0, s))
+		}
+		if k > 0 {
+			g.b.emit(asm.Or.Reg32(asm.R0, asm.R2))
+		}
+		g.b.emit(asm.StoreMem(asm.R10, off, asm.R0, asm.Word))
+		if k < words-1 {
+			g.b.emit(asm.Mov.Reg32(asm.R2, asm.R1))
+		}
 	}
 	return nil
 }
