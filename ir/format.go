@@ -3,9 +3,9 @@ package ir
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"net/netip"
 	"strings"
 )
@@ -28,7 +28,7 @@ func FormatRule(fam Family, r *Rule) string {
 		parts = append(parts, p.stmt(s))
 	}
 	if r.Comment != "" {
-		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+		parts = append(parts, "comment "+quote(r.Comment))
 	}
 	return strings.Join(parts, " ")
 }
@@ -66,7 +66,9 @@ func newPrinter(fam Family) *printer {
 		p.l3 = "ip"
 	case FamilyIPv6:
 		p.l3 = "ip6"
-	case FamilyNetdev, FamilyBridge:
+	case FamilyBridge:
+		// nft adds no dependency for ether fields in a bridge table; in
+		// netdev and the IP families it adds "meta iiftype ether".
 		p.ether = true
 	}
 	return p
@@ -86,19 +88,28 @@ func (p *printer) stmt(s Stmt) string {
 	return fmt.Sprintf("%T", s)
 }
 
-// learn records the protocol an equality match establishes.
+// learn records the protocol an equality match establishes, the way nft's
+// dependency tracking sees it: a match counts only where nft, reading the
+// printed rule back, would take it as the dependency of a later header field
+// and add none of its own.
 func (p *printer) learn(mt *Match) {
-	if mt.Op != OpEq || len(mt.Field.Transforms) != 0 {
-		return
-	}
 	f := &mt.Field
 	v := mt.Value
+	if mt.Op != OpEq || len(f.Transforms) != 0 || len(v) != int(f.Len) {
+		return
+	}
 	switch {
 	case f.Source == SourceMeta && f.Meta == MetaNFProto && len(v) == 1:
-		p.l3 = map[byte]string{2: "ip", 10: "ip6"}[v[0]]
-	case f.Source == SourceMeta && f.Meta == MetaProtocol && len(v) == 2,
-		f.Source == SourcePayload && f.Base == BaseLL && f.Offset == 12 && f.Len == 2 && !p.vlan && p.ether,
-		f.Source == SourcePayload && f.Base == BaseLL && f.Offset == 16 && f.Len == 2 && p.vlan:
+		// Only the inet family has a choice of network protocols that
+		// meta nfproto tells apart.
+		if p.fam == FamilyInet {
+			p.l3 = map[byte]string{2: "ip", 10: "ip6"}[v[0]]
+		}
+	case f.Source == SourceMeta && f.Meta == MetaProtocol && len(v) == 2 && (p.fam == FamilyNetdev || p.fam == FamilyBridge),
+		f.Source == SourcePayload && f.Base == BaseLL && f.Offset == 12 && len(v) == 2 && !p.vlan && p.ether,
+		f.Source == SourcePayload && f.Base == BaseLL && f.Offset == 16 && len(v) == 2 && p.vlan:
+		// In the inet family nft still adds meta nfproto after meta
+		// protocol; in ip and ip6 tables the protocol is known anyway.
 		switch binary.BigEndian.Uint16(v) {
 		case 0x0800:
 			p.l3 = "ip"
@@ -110,8 +121,8 @@ func (p *printer) learn(mt *Match) {
 			}
 		}
 	case f.Source == SourceMeta && f.Meta == MetaL4Proto && len(v) == 1,
-		f.Source == SourcePayload && f.Base == BaseNetwork && p.l3 == "ip" && f.Offset == 9 && f.Len == 1,
-		f.Source == SourcePayload && f.Base == BaseNetwork && p.l3 == "ip6" && f.Offset == 6 && f.Len == 1:
+		f.Source == SourcePayload && f.Base == BaseNetwork && p.l3 == "ip" && f.Offset == 9 && len(v) == 1,
+		f.Source == SourcePayload && f.Base == BaseNetwork && p.l3 == "ip6" && f.Offset == 6 && len(v) == 1:
 		p.l4 = transportProtos[v[0]]
 	case f.Source == SourceMeta && f.Meta == MetaIifType && len(v) == 2:
 		if binary.NativeEndian.Uint16(v) == 1 {
@@ -120,150 +131,344 @@ func (p *printer) learn(mt *Match) {
 	}
 }
 
+// known reports whether the rule so far establishes the protocol of hf.
+func (p *printer) known(hf *HeaderField) bool {
+	switch hf.Base {
+	case BaseLL:
+		if !p.ether {
+			return false
+		}
+		// Past the Ethernet header only the VLAN tag's fields are named,
+		// and only once the tag is known to be there.
+		return hf.Offset < 14 || (hf.Proto == "vlan") == p.vlan
+	case BaseNetwork:
+		return hf.Proto == p.l3
+	case BaseTransport:
+		return hf.Proto == p.l4
+	}
+	return false
+}
+
 // named finds the header field a payload Field loads, given the context.
-// It returns the field and how many leading transforms its mask accounts for.
-func (p *printer) named(f *Field) (*HeaderField, int) {
+// It returns the field, how many leading transforms its name accounts for
+// (the field's mask, and the right shift nft adds to a sub-byte field that
+// is looked up in a set), and whether the value is shifted down already.
+func (p *printer) named(f *Field) (hf *HeaderField, used int, shifted bool) {
 	if f.Source != SourcePayload {
-		return nil, 0
+		return nil, 0, false
 	}
 	for i := range headerFields {
 		hf := &headerFields[i]
-		if hf.Base != f.Base || hf.Offset != f.Offset || hf.Len != f.Len {
+		if hf.Base != f.Base || hf.Offset != f.Offset || hf.Len != f.Len || !p.known(hf) {
 			continue
 		}
-		switch hf.Base {
-		case BaseLL:
-			if !p.ether || (hf.Proto == "vlan") != p.vlan && hf.Offset >= 14 {
-				continue
-			}
-		case BaseNetwork:
-			if hf.Proto != p.l3 {
-				continue
-			}
-		case BaseTransport:
-			if hf.Proto != p.l4 {
-				continue
-			}
-		}
 		if hf.Mask == nil {
-			return hf, 0
+			return hf, 0, false
 		}
-		if len(f.Transforms) > 0 {
-			t := f.Transforms[0]
-			if t.Kind == TransformMaskXor && bytes.Equal(t.Mask, hf.Mask) && isZero(t.Xor) {
-				return hf, 1
+		if len(f.Transforms) == 0 {
+			continue
+		}
+		t := f.Transforms[0]
+		if t.Kind != TransformMaskXor || !bytes.Equal(t.Mask, hf.Mask) || !isZero(t.Xor) {
+			continue
+		}
+		if len(f.Transforms) > 1 && hf.Len == 1 && nativeLittleEndian {
+			// A one-byte value sits in the low byte of the register's
+			// first host-endian word, so the shift moves it down within
+			// that byte.
+			s := f.Transforms[1]
+			if s.Kind == TransformShiftRight && s.Shift == uint32(trailingZeros(hf.Mask)) && s.Shift > 0 {
+				return hf, 2, true
 			}
 		}
+		return hf, 1, false
 	}
-	return nil, 0
+	return nil, 0, false
+}
+
+// fitsNamed reports whether every value mt compares the named field hf
+// with can be written as a value of that field: a field narrower than its
+// bytes (a mask) cannot express bits outside the mask, nor further
+// transforms, which nft would apply to the field's value instead of the
+// loaded bytes.
+func fitsNamed(hf *HeaderField, shifted bool, rest []Transform, mt *Match) bool {
+	if hf.Mask == nil {
+		return true
+	}
+	if len(rest) != 0 {
+		return false
+	}
+	fits := func(v []byte) bool {
+		if len(v) != len(hf.Mask) {
+			return false
+		}
+		if shifted {
+			return v[0] <= hf.Mask[0]>>trailingZeros(hf.Mask)
+		}
+		for i := range v {
+			if v[i]&^hf.Mask[i] != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return allValues(mt, fits)
+}
+
+// allValues reports whether ok holds for every value mt compares with.
+func allValues(mt *Match, ok func([]byte) bool) bool {
+	switch mt.Op {
+	case OpInSet, OpNotInSet:
+		if mt.Set == nil || !mt.Set.Anonymous() {
+			return true
+		}
+		for _, e := range mt.Set.Elements {
+			if !ok(e.Low) || !ok(e.High) {
+				return false
+			}
+		}
+		return true
+	case OpInRange, OpNotInRange:
+		return ok(mt.Value) && ok(mt.High)
+	}
+	return ok(mt.Value)
 }
 
 func (p *printer) match(mt *Match) string {
+	if s, ok := p.ifnamePrefix(mt); ok {
+		return s
+	}
+	if s, ok := p.addressPrefix(mt); ok {
+		return s
+	}
+	mt = widen(mt)
 	f := &mt.Field
 	var lhs string
 	typ, host := TypeHex, false
 	var mask []byte
-	rest := f.Transforms
+	rest := foldMasks(f.Transforms)
 	if f.Source == SourceMeta {
 		lhs = "meta " + MetaName(f.Meta)
 		if mtyp, ok := metaTypes[f.Meta]; ok {
 			typ, host = mtyp.typ, mtyp.host
 		}
-	} else if hf, used := p.named(f); hf != nil {
+	} else if hf, used, shifted := p.named(f); hf != nil && fitsNamed(hf, shifted, foldMasks(f.Transforms[used:]), mt) {
 		lhs = hf.Proto + " " + hf.Name
-		typ, mask, rest = hf.Type, hf.Mask, f.Transforms[used:]
-	} else if hf := p.addressPrefix(f); hf != nil && (mt.Op == OpEq || mt.Op == OpNeq) && len(f.Transforms) == 0 {
-		// nft loads only the whole bytes of a byte-aligned prefix.
-		full := make([]byte, hf.Len)
-		copy(full, mt.Value)
-		op := ""
-		if mt.Op == OpNeq {
-			op = "!= "
+		typ, rest = hf.Type, foldMasks(f.Transforms[used:])
+		if !shifted {
+			mask = hf.Mask
 		}
-		return fmt.Sprintf("%s %s %s%s/%d", hf.Proto, hf.Name, op, p.value(hf.Type, false, nil, full), len(mt.Value)*8)
 	} else {
-		base := [...]string{"ll", "nh", "th", "ih"}[f.Base&3]
+		base := fmt.Sprintf("base%d", f.Base)
+		if int(f.Base) < len(rawBases) {
+			base = rawBases[f.Base]
+		}
 		lhs = fmt.Sprintf("@%s,%d,%d", base, f.Offset*8, f.Len*8)
 	}
-	// A prefix mask on an address compares as a prefix.
-	if len(rest) == 1 && rest[0].Kind == TransformMaskXor && isZero(rest[0].Xor) && (typ == TypeIPv4 || typ == TypeIPv6) &&
-		(mt.Op == OpEq || mt.Op == OpNeq) {
-		if bits, ok := prefixLen(rest[0].Mask); ok {
-			op := ""
-			if mt.Op == OpNeq {
-				op = "!= "
-			}
-			return fmt.Sprintf("%s %s%s/%d", lhs, op, p.value(typ, host, nil, mt.Value), bits)
-		}
-	}
-	// Other transforms print as nft bitwise syntax on the value.
+	// Transforms print as nft bitwise syntax on the value; byte order
+	// conversions only change how the value reads.
 	eq := ""
 	for _, t := range rest {
-		eq = "== "
 		switch t.Kind {
 		case TransformMaskXor:
-			if isZero(t.Xor) && mask == nil && typ != TypeIfName {
-				lhs += " & " + p.value(typ, host, nil, t.Mask)
-				continue
+			eq = "== "
+			if typ == TypeIfName {
+				typ = TypeHex
 			}
-			lhs += " & 0x" + hex.EncodeToString(t.Mask)
+			lhs += " & " + p.value(bitsType(typ), host, nil, t.Mask)
 			if !isZero(t.Xor) {
-				lhs += " ^ 0x" + hex.EncodeToString(t.Xor)
+				lhs += " ^ " + p.value(bitsType(typ), host, nil, t.Xor)
 			}
-			typ, mask = TypeHex, nil
 		case TransformShiftLeft:
+			eq = "== "
 			lhs += fmt.Sprintf(" << %d", t.Shift)
-			typ, mask = TypeHex, nil
+			typ = TypeHex
 		case TransformShiftRight:
+			eq = "== "
 			lhs += fmt.Sprintf(" >> %d", t.Shift)
-			typ, mask = TypeHex, nil
+			typ = TypeHex
 		case TransformHton, TransformNtoh:
 			host = !host
 		}
 	}
-	val := func(b []byte) string { return p.value(typ, host, mask, b) }
 	switch mt.Op {
 	case OpInRange:
-		return fmt.Sprintf("%s %s-%s", lhs, val(mt.Value), val(mt.High))
+		return fmt.Sprintf("%s %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
 	case OpNotInRange:
-		return fmt.Sprintf("%s != %s-%s", lhs, val(mt.Value), val(mt.High))
+		return fmt.Sprintf("%s != %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
 	case OpInSet, OpNotInSet:
 		neg := ""
 		if mt.Op == OpNotInSet {
 			neg = "!= "
 		}
-		return fmt.Sprintf("%s %s%s", lhs, neg, p.setRef(mt.Set, val))
-	}
-	if typ == TypeIfName && len(mt.Value) < 16 && (mt.Op == OpEq || mt.Op == OpNeq) {
-		// A compare shorter than the name is a wildcard.
-		return fmt.Sprintf("%s %s%q", lhs, opText[mt.Op], strings.TrimRight(string(mt.Value), "\x00")+"*")
+		return fmt.Sprintf("%s %s%s", lhs, neg, p.setRef(mt.Set, typ, host, mask))
 	}
 	op := opText[mt.Op]
 	if op == "" {
 		op = eq
 	}
-	return fmt.Sprintf("%s %s%s", lhs, op, val(mt.Value))
+	if op == "" && typ == TypeTCPFlags {
+		// Without an operator nft reads flags as "any of these set".
+		op = "== "
+	}
+	return fmt.Sprintf("%s %s%s", lhs, op, p.value(typ, host, mask, mt.Value))
 }
 
-// addressPrefix finds the address field a shorter load at its offset
-// belongs to.
-func (p *printer) addressPrefix(f *Field) *HeaderField {
-	if f.Source != SourcePayload || f.Base != BaseNetwork {
-		return nil
+// bitsType is the type a mask or xor operand of a value of type typ
+// prints as: the value's own type where its bits have a reading (addresses,
+// TCP flags, integers), hex for enumerations.
+func bitsType(typ ValueType) ValueType {
+	switch typ {
+	case TypeIPv4, TypeIPv6, TypeEther, TypeTCPFlags, TypeInteger:
+		return typ
 	}
+	return TypeHex
+}
+
+var rawBases = [...]string{"ll", "nh", "th", "ih"}
+
+// nativeLittleEndian reports whether this machine stores integers least
+// significant byte first, as the register words nft shifts are.
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// ifnamePrefix prints an interface name compare: a value shorter than the
+// name that does not end in NUL compares a prefix, nft's "eth*"; one that
+// ends in NUL compares the whole name.
+func (p *printer) ifnamePrefix(mt *Match) (string, bool) {
+	f := &mt.Field
+	if f.Source != SourceMeta || metaTypes[f.Meta].typ != TypeIfName || len(f.Transforms) != 0 ||
+		(mt.Op != OpEq && mt.Op != OpNeq) || len(mt.Value) == 0 || len(mt.Value) > int(f.Len) {
+		return "", false
+	}
+	name := strings.TrimRight(string(mt.Value), "\x00")
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", false
+	}
+	if len(name) == len(mt.Value) && len(mt.Value) < int(f.Len) {
+		name += "*"
+	}
+	return fmt.Sprintf("meta %s %s%s", MetaName(f.Meta), opText[mt.Op], quote(name)), true
+}
+
+// addressPrefix prints a compare of the leading bits of an address: a
+// shorter load or compare, or a prefix mask (ip saddr 192.0.2.0/24). It
+// declines a mask that is no prefix and a value with bits outside the
+// mask, which never matches and prints as a mask instead.
+func (p *printer) addressPrefix(mt *Match) (string, bool) {
+	f := &mt.Field
+	n := len(mt.Value)
+	if f.Source != SourcePayload || (mt.Op != OpEq && mt.Op != OpNeq) || n == 0 || n > int(f.Len) {
+		return "", false
+	}
+	var hf *HeaderField
 	for i := range headerFields {
-		hf := &headerFields[i]
-		if hf.Base == f.Base && hf.Offset == f.Offset && hf.Proto == p.l3 && f.Len < hf.Len &&
-			(hf.Type == TypeIPv4 || hf.Type == TypeIPv6) {
-			return hf
+		h := &headerFields[i]
+		if h.Base == f.Base && h.Offset == f.Offset && f.Len <= h.Len && (h.Type == TypeIPv4 || h.Type == TypeIPv6) && p.known(h) {
+			hf = h
+			break
 		}
 	}
-	return nil
+	if hf == nil {
+		return "", false
+	}
+	mask := make([]byte, hf.Len)
+	for i := 0; i < n; i++ {
+		mask[i] = 0xff
+	}
+	switch len(f.Transforms) {
+	case 0:
+		if n == int(hf.Len) {
+			return "", false // the whole address
+		}
+	case 1:
+		t := f.Transforms[0]
+		if t.Kind != TransformMaskXor || !isZero(t.Xor) || len(t.Mask) != int(f.Len) {
+			return "", false
+		}
+		for i := 0; i < n; i++ {
+			mask[i] &= t.Mask[i]
+		}
+	default:
+		return "", false
+	}
+	bits, ok := prefixLen(mask)
+	if !ok {
+		return "", false
+	}
+	addr := make([]byte, hf.Len)
+	copy(addr, mt.Value)
+	for i := range addr {
+		if addr[i]&^mask[i] != 0 {
+			return "", false
+		}
+	}
+	return fmt.Sprintf("%s %s %s%s/%d", hf.Proto, hf.Name, opText[mt.Op], p.value(hf.Type, false, nil, addr), bits), true
+}
+
+// widen rewrites a compare of the first bytes of a Field (a value shorter
+// than the Field) as a compare of the whole Field under a mask that keeps
+// those bytes: memcmp over the first n bytes orders values exactly as
+// memcmp over the masked whole does.
+func widen(mt *Match) *Match {
+	n, l := len(mt.Value), int(mt.Field.Len)
+	if n == 0 || n >= l || mt.Op == OpInSet || mt.Op == OpNotInSet {
+		return mt
+	}
+	if (mt.Op == OpInRange || mt.Op == OpNotInRange) && len(mt.High) != n {
+		return mt
+	}
+	w := *mt
+	mask := make([]byte, l)
+	for i := 0; i < n; i++ {
+		mask[i] = 0xff
+	}
+	w.Field = cloneField(mt.Field)
+	w.Field.Transforms = append(w.Field.Transforms, Transform{Kind: TransformMaskXor, Len: uint32(l), Mask: mask, Xor: make([]byte, l)})
+	w.Value = pad(mt.Value, l)
+	if mt.High != nil {
+		w.High = pad(mt.High, l)
+	}
+	return &w
+}
+
+func cloneField(f Field) Field {
+	f.Transforms = append([]Transform(nil), f.Transforms...)
+	return f
+}
+
+func pad(b []byte, n int) []byte {
+	out := make([]byte, n)
+	copy(out, b)
+	return out
+}
+
+// foldMasks merges consecutive mask/xor transforms of the same length
+// into one: (x & m1 ^ x1) & m2 ^ x2 is x & (m1 & m2) ^ (x1 & m2 ^ x2). A
+// chain of them would otherwise print as "& m1 ^ x1 & m2 ^ x2", which nft
+// parses with & binding tighter than ^.
+func foldMasks(ts []Transform) []Transform {
+	var out []Transform
+	for _, t := range ts {
+		if k := len(out) - 1; k >= 0 && t.Kind == TransformMaskXor && out[k].Kind == TransformMaskXor &&
+			len(t.Mask) == len(out[k].Mask) && len(t.Xor) == len(t.Mask) && len(out[k].Xor) == len(t.Mask) {
+			prev := out[k]
+			m := make([]byte, len(t.Mask))
+			x := make([]byte, len(t.Mask))
+			for i := range m {
+				m[i] = prev.Mask[i] & t.Mask[i]
+				x[i] = prev.Xor[i]&t.Mask[i] ^ t.Xor[i]
+			}
+			out[k] = Transform{Kind: TransformMaskXor, Len: t.Len, Mask: m, Xor: x}
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 var opText = map[Op]string{OpEq: "", OpNeq: "!= ", OpLt: "< ", OpLte: "<= ", OpGt: "> ", OpGte: ">= "}
 
-func (p *printer) setRef(s *Set, val func([]byte) string) string {
+func (p *printer) setRef(s *Set, typ ValueType, host bool, mask []byte) string {
 	if s == nil {
 		return "@?"
 	}
@@ -272,13 +477,42 @@ func (p *printer) setRef(s *Set, val func([]byte) string) string {
 	}
 	elems := make([]string, 0, len(s.Elements))
 	for _, e := range s.Elements {
-		if bytes.Equal(e.Low, e.High) {
-			elems = append(elems, val(e.Low))
-		} else {
-			elems = append(elems, val(e.Low)+"-"+val(e.High))
-		}
+		elems = append(elems, p.element(typ, host, mask, e))
 	}
 	return "{ " + strings.Join(elems, ", ") + " }"
+}
+
+// element prints one set element: a value, a range, or for interface
+// names the range of every name with a prefix, nft's "eth*".
+func (p *printer) element(typ ValueType, host bool, mask []byte, e SetElement) string {
+	if bytes.Equal(e.Low, e.High) {
+		return p.value(typ, host, mask, e.Low)
+	}
+	if typ == TypeIfName && len(e.Low) == len(e.High) {
+		prefix := strings.TrimRight(string(e.Low), "\x00")
+		rest := e.High[len(prefix):]
+		if len(prefix) > 0 && strings.IndexByte(prefix, 0) < 0 && strings.HasPrefix(string(e.High), prefix) &&
+			len(bytes.Trim(rest, "\xff")) == 0 && len(rest) > 0 {
+			return quote(prefix + "*")
+		}
+	}
+	return p.value(typ, host, mask, e.Low) + "-" + p.value(typ, host, mask, e.High)
+}
+
+// quote puts s in double quotes as nft reads strings: verbatim, without
+// escapes.
+func quote(s string) string { return `"` + s + `"` }
+
+func trailingZeros(mask []byte) int {
+	n := 0
+	for i := len(mask) - 1; i >= 0; i-- {
+		if mask[i] == 0 {
+			n += 8
+			continue
+		}
+		return n + bits.TrailingZeros8(mask[i])
+	}
+	return n
 }
 
 // value prints b as a value of type typ; host says b is in host byte
@@ -321,7 +555,7 @@ func (p *printer) value(typ ValueType, host bool, mask, b []byte) string {
 		}
 		return n.String()
 	case TypeIfName:
-		return fmt.Sprintf("%q", strings.TrimRight(string(b), "\x00"))
+		return quote(strings.TrimRight(string(b), "\x00"))
 	case TypeNFProto:
 		if name, ok := map[uint64]string{2: "ipv4", 10: "ipv6"}[n.Uint64()]; ok {
 			return name

@@ -3,6 +3,7 @@ package ir
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -76,6 +77,10 @@ func (t *Table) Print(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
 	first := true
+	if t.Flags&tableDormant != 0 {
+		b.WriteString("\tflags dormant\n")
+		first = false
+	}
 	sep := func() {
 		if !first {
 			b.WriteString("\n")
@@ -105,6 +110,9 @@ func (t *Table) Print(w io.Writer) error {
 	return err
 }
 
+// NFT_TABLE_F_DORMANT: the table is loaded but does not filter.
+const tableDormant = 0x1
+
 // Header returns the base chain's definition line, e.g.
 // `type filter hook input priority 0; policy drop;`.
 func (bc *BaseChain) Header() string {
@@ -113,28 +121,36 @@ func (bc *BaseChain) Header() string {
 	switch len(bc.Devices) {
 	case 0:
 	case 1:
-		fmt.Fprintf(&b, " device %q", bc.Devices[0])
+		fmt.Fprintf(&b, " device %s", quote(bc.Devices[0]))
 	default:
+		// The kernel keeps no order among a chain's devices (it lists them
+		// newest first); sorted, the header prints the same after a reload.
 		quoted := make([]string, len(bc.Devices))
 		for i, d := range bc.Devices {
-			quoted[i] = fmt.Sprintf("%q", d)
+			quoted[i] = quote(d)
 		}
+		sort.Strings(quoted)
 		fmt.Fprintf(&b, " devices = { %s }", strings.Join(quoted, ", "))
 	}
 	fmt.Fprintf(&b, " priority %d; policy %s;", bc.Priority, (&Verdict{Kind: bc.Policy}).String())
 	return b.String()
 }
 
-// setTypes names nft datatypes by id (nftables' enum datatypes).
+// setTypes names nft datatypes by id (nftables' enum datatypes); host
+// says the type is in host byte order (except in interval sets, whose keys
+// nft stores big-endian).
 var setTypes = map[uint32]struct {
 	name string
 	typ  ValueType
 	host bool
 }{
-	2: {"verdict", TypeHex, false}, 5: {"ether_type", TypeEtherType, false}, 7: {"ipv4_addr", TypeIPv4, false},
-	8: {"ipv6_addr", TypeIPv6, false}, 9: {"ether_addr", TypeEther, false}, 12: {"inet_proto", TypeInetProto, false},
-	13: {"inet_service", TypeInteger, false}, 19: {"mark", TypeHex, true}, 20: {"iface_index", TypeInteger, true},
-	41: {"ifname", TypeIfName, false},
+	2: {"nf_proto", TypeNFProto, false}, 7: {"ipv4_addr", TypeIPv4, false},
+	8: {"ipv6_addr", TypeIPv6, false}, 9: {"ether_addr", TypeEther, false}, 10: {"ether_type", TypeEtherType, false},
+	12: {"inet_proto", TypeInetProto, false}, 13: {"inet_service", TypeInteger, false},
+	14: {"icmp_type", TypeICMPType, false}, 15: {"tcp_flag", TypeTCPFlags, false},
+	19: {"mark", TypeHex, true}, 20: {"iface_index", TypeInteger, true}, 21: {"iface_type", TypeIfType, true},
+	29: {"icmpv6_type", TypeICMPv6Type, false}, 31: {"pkt_type", TypePktType, false},
+	36: {"dscp", TypeDSCP, false}, 41: {"ifname", TypeIfName, false},
 }
 
 func printSet(b *strings.Builder, fam Family, s *Set) {
@@ -157,12 +173,10 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 	}
 	if len(s.Elements) > 0 {
 		p := newPrinter(fam)
+		host := st.host && s.Flags&SetInterval == 0
 		elems := make([]string, len(s.Elements))
 		for i, e := range s.Elements {
-			elems[i] = p.value(st.typ, st.host, nil, e.Low)
-			if string(e.Low) != string(e.High) {
-				elems[i] += "-" + p.value(st.typ, st.host, nil, e.High)
-			}
+			elems[i] = p.element(st.typ, host, nil, e)
 		}
 		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
 	}
