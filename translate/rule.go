@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -49,6 +50,11 @@ func regWord(reg uint32) (int, error) {
 type regValue struct {
 	field   ir.Field
 	covered bool
+	// expr and kind name the expression that placed the value (a load or
+	// a transform); used says whether anything has read it since.
+	expr int
+	kind string
+	used bool
 }
 
 type ruleLifter struct {
@@ -56,13 +62,21 @@ type ruleLifter struct {
 	sets   map[string]*pendingSet
 	chains map[string]*ir.Chain
 	regs   [reg32Count]*regValue
+	// cur and curKind are the expression being lifted.
+	cur     int
+	curKind string
 }
 
 func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
 	rule := &ir.Rule{Handle: r.Handle, Comment: ruleComment(r.Userdata)}
 	for i, e := range r.Exprs {
+		l.cur, l.curKind = i, e.Kind()
 		stmt, err := l.liftExpr(e)
 		if err != nil {
+			var ee *exprError
+			if errors.As(err, &ee) {
+				return nil, err
+			}
 			return nil, &exprError{index: i, kind: e.Kind(), err: err}
 		}
 		if stmt == nil {
@@ -72,9 +86,39 @@ func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
 			return nil, &exprError{index: i, kind: e.Kind(),
 				err: unsupported("verdict %s is followed by %d more expressions", v, len(r.Exprs)-1-i)}
 		}
+		if _, ok := stmt.(*ir.Counter); ok {
+			// A load ends the rule (NFT_BREAK) when the packet lacks what
+			// it reads, before a later counter counts; in the IR the
+			// Field is read where it is compared, after the counter.
+			if v := l.pending(); v != nil {
+				return nil, &exprError{index: i, kind: e.Kind(),
+					err: unsupported("counter between a load (expression %d, %s) and its compare", v.expr+1, v.kind)}
+			}
+		}
 		rule.Stmts = append(rule.Stmts, stmt)
 	}
+	if v := l.pending(); v != nil {
+		return nil, unusedValue(v)
+	}
 	return rule, nil
+}
+
+// pending returns a value that was placed in a register and not read yet.
+func (l *ruleLifter) pending() *regValue {
+	for _, v := range l.regs {
+		if v != nil && !v.covered && !v.used {
+			return v
+		}
+	}
+	return nil
+}
+
+// unusedValue refuses a load (or transform) whose value is never read: the
+// kernel still runs it, and a load ends the rule when the packet lacks the
+// bytes or metadata it reads, which a rule without it would not do.
+func unusedValue(v *regValue) error {
+	return &exprError{index: v.expr, kind: v.kind,
+		err: unsupported("the value it places in a register is never compared (the load alone can end the rule)")}
 }
 
 // liftExpr lifts one expression. It returns a nil Stmt for expressions that
@@ -140,9 +184,11 @@ func (l *ruleLifter) load(reg uint32, f ir.Field) error {
 	}
 	// Whatever the words held before is gone.
 	for i := 0; i < words; i++ {
-		l.clobber(w + i)
+		if err := l.clobber(w + i); err != nil {
+			return err
+		}
 	}
-	l.regs[w] = &regValue{field: f}
+	l.regs[w] = &regValue{field: f, expr: l.cur, kind: l.curKind}
 	for i := 1; i < words; i++ {
 		l.regs[w+i] = &regValue{covered: true}
 	}
@@ -150,22 +196,27 @@ func (l *ruleLifter) load(reg uint32, f ir.Field) error {
 }
 
 // clobber forgets the value a write to word w destroys: the value starting
-// at w, or the value word w is part of.
-func (l *ruleLifter) clobber(w int) {
+// at w, or the value word w is part of. Overwriting a value nothing has
+// read is refused (see unusedValue).
+func (l *ruleLifter) clobber(w int) error {
 	if l.regs[w] == nil {
-		return
+		return nil
 	}
 	start := w
 	for start > 0 && l.regs[start] != nil && l.regs[start].covered {
 		start--
 	}
 	if v := l.regs[start]; v != nil && !v.covered {
+		if !v.used {
+			return unusedValue(v)
+		}
 		end := start + int((v.field.Len+regWordBytes-1)/regWordBytes)
 		for i := start; i < end && i < reg32Count; i++ {
 			l.regs[i] = nil
 		}
 	}
 	l.regs[w] = nil
+	return nil
 }
 
 // value returns the Field held in reg; n is the number of bytes the reader
@@ -186,6 +237,7 @@ func (l *ruleLifter) value(reg uint32, n uint32) (ir.Field, error) {
 		// A read spanning more than one loaded value is a concatenation.
 		return ir.Field{}, unsupported("concatenated values (%d bytes read, %d loaded) are not supported yet", n, v.field.Len)
 	}
+	v.used = true
 	return cloneField(v.field), nil
 }
 
