@@ -1,0 +1,71 @@
+package state
+
+// ManifestVersion is the manifest format this package reads and writes.
+const ManifestVersion = 1
+
+// Manifest is the bookkeeping of one loaded ruleset: its text, which pinned
+// objects belong to which attach point, and where each rule's counters are.
+type Manifest struct {
+	Version int `json:"version"`
+	// Generation counts loads; program and counter-map pins carry it.
+	Generation uint64 `json:"generation"`
+	// NetNS is the inode of the network namespace the ruleset serves.
+	NetNS uint64 `json:"netns"`
+	// Ruleset is the ruleset in nft syntax, as `nft -f` reads it.
+	Ruleset string `json:"ruleset"`
+	// Rules lists every rule with counters, in ruleset order.
+	Rules []Rule `json:"rules,omitempty"`
+	// Points lists the attach points in attach order.
+	Points []Point `json:"points"`
+	// Counters describes the shared counter map.
+	Counters Counters `json:"counters"`
+}
+
+// Rule is a rule's identity and the counter slots of its counter
+// statements.
+type Rule struct {
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Chain  string `json:"chain"`
+	Handle uint64 `json:"handle"`
+	// Text is the rule in nft syntax.
+	Text string `json:"text"`
+	// Slots are the counter map slots of the rule's counter statements,
+	// in statement order.
+	Slots []uint32 `json:"slots"`
+}
+
+// Point is one attach point and the pinned objects serving it.
+type Point struct {
+	// Key identifies the attach point across loads; pin names derive
+	// from it.
+	Key string `json:"key"`
+	// Kind is xdp, tcx-ingress, tcx-egress, netfilter, cgroup-ingress or
+	// cgroup-egress.
+	Kind     string `json:"kind"`
+	Family   string `json:"family"`
+	Table    string `json:"table"`
+	Chain    string `json:"chain"`
+	Hook     string `json:"hook"`
+	Priority int32  `json:"priority"`
+	// ProtoFamily is ip or ip6 for netfilter and cgroup points.
+	ProtoFamily string `json:"proto_family,omitempty"`
+	Device      string `json:"device,omitempty"`
+	Ifindex     uint32 `json:"ifindex,omitempty"`
+	Cgroup      string `json:"cgroup,omitempty"`
+	// Link, Program and Array are entry names in the state directory;
+	// Array is set for netfilter points (the dispatcher's program array).
+	Link    string `json:"link"`
+	Program string `json:"program"`
+	Array   string `json:"array,omitempty"`
+}
+
+// Counters describes the per-CPU counter map all programs of a namespace
+// share. Slot identities are stable rule identities, so that a reload keeps
+// the counts of unchanged rules.
+type Counters struct {
+	Map      string `json:"map"`
+	Capacity uint32 `json:"capacity"`
+	// Slots maps a rule counter's identity to its slot.
+	Slots map[string]uint32 `json:"slots"`
+}
