@@ -1,0 +1,54 @@
+package codegen
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+)
+
+// LoadShared loads the program with its counters in a map the caller owns
+// (a per-CPU array like p.Counters, possibly larger and shared by several
+// programs): the counter statement p.CounterSlots[i] counts in slot
+// slots[i] of counters. The program's own counter map is not created.
+func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32) (*ebpf.Program, error) {
+	if len(slots) != len(p.CounterSlots) {
+		return nil, fmt.Errorf("%d slots given for %d counters", len(slots), len(p.CounterSlots))
+	}
+	if counters.Type() != p.Counters.Type || counters.KeySize() != p.Counters.KeySize || counters.ValueSize() != p.Counters.ValueSize {
+		return nil, fmt.Errorf("counter map is a %s with key/value sizes %d/%d, want %s with %d/%d",
+			counters.Type(), counters.KeySize(), counters.ValueSize(), p.Counters.Type, p.Counters.KeySize, p.Counters.ValueSize)
+	}
+	for i, s := range slots {
+		if s >= counters.MaxEntries() {
+			return nil, fmt.Errorf("counter %d: slot %d beyond the map's %d entries", i, s, counters.MaxEntries())
+		}
+	}
+	spec := p.Spec.Copy()
+	insns := spec.Instructions
+	// Every counter statement is LoadMapPtr(nft_counters) followed by the
+	// store of its slot number into the key slot (see gen.counter).
+	for i := range insns {
+		if insns[i].Reference() != counterMapSymbol {
+			continue
+		}
+		if i+1 >= len(insns) || insns[i+1].OpCode.Class() != asm.StClass ||
+			insns[i+1].Dst != asm.R10 || insns[i+1].Offset != slotKey {
+			return nil, fmt.Errorf("instruction %d: counter map reference not followed by its slot number", i)
+		}
+		idx := insns[i+1].Constant
+		if idx < 0 || int(idx) >= len(slots) {
+			return nil, fmt.Errorf("instruction %d: counter slot %d out of range", i+1, idx)
+		}
+		insns[i+1].Constant = int64(slots[idx])
+	}
+	if err := insns.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("load %s program: %w", spec.Type, err)
+	}
+	return prog, nil
+}
