@@ -14,15 +14,51 @@ type builder struct {
 	pending []string
 	alias   map[string]string
 	n       int
+
+	// invertNext makes emit turn the next conditional jump around, so that
+	// its target is reached by falling through (see emit).
+	invertNext bool
 }
 
 func newBuilder() *builder {
 	return &builder{alias: map[string]string{}}
 }
 
+// inverse holds the negation of each conditional jump that has one.
+var inverse = map[asm.JumpOp]asm.JumpOp{
+	asm.JEq: asm.JNE, asm.JNE: asm.JEq,
+	asm.JGT: asm.JLE, asm.JLE: asm.JGT,
+	asm.JGE: asm.JLT, asm.JLT: asm.JGE,
+	asm.JSGT: asm.JSLE, asm.JSLE: asm.JSGT,
+	asm.JSGE: asm.JSLT, asm.JSLT: asm.JSGE,
+}
+
 // emit appends instructions, attaching pending labels to the first one.
+//
+// With invertNext set, the next conditional jump "if c goto L" is emitted
+// as "if !c goto next; goto L; next:". The code generator sets it at the
+// start of every rule, whose first test jumps to the next rule when it
+// fails. The verifier explores the fall-through of a branch first and
+// keeps the other side on a stack of at most 8192 pending states: with a
+// rule's failure as the fall-through of its first test, the verifier's
+// first walk goes from rule to rule leaving one pending state per rule.
+// Had it followed matches instead, every test of every rule on its way
+// would have stayed pending until the end of the chain (a match ends in a
+// verdict, and the walk resumes at the last pending test, in the next
+// rule), which overflows that stack after a few hundred rules.
 func (b *builder) emit(insns ...asm.Instruction) {
 	for _, ins := range insns {
+		if b.invertNext && ins.OpCode.Class().IsJump() && ins.Reference() != "" {
+			if neg, ok := inverse[ins.OpCode.JumpOp()]; ok {
+				b.invertNext = false
+				next := b.newLabel("fall")
+				target := ins.Reference()
+				ins.OpCode = ins.OpCode.SetJumpOp(neg)
+				b.emit(ins.WithReference(next), asm.LongJump(target))
+				b.label(next)
+				continue
+			}
+		}
 		if len(b.pending) > 0 {
 			ins = ins.WithSymbol(b.pending[0])
 			for _, l := range b.pending[1:] {

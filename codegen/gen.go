@@ -130,6 +130,7 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		g.curChain, g.curRule, g.curStmt = c.Name, r, nil
 		next := g.b.newLabel("rule_end")
 		start := g.b.pos()
+		g.b.invertNext = true
 		var inline *ir.Chain
 		inlineRet := ""
 	stmts:
@@ -182,6 +183,7 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				return g.unsupported("statement type %T is not supported", s)
 			}
 		}
+		g.b.invertNext = false
 		g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)})
 		if inline != nil {
 			if err := g.chain(inline, inlineRet, depth+1, active); err != nil {
@@ -206,7 +208,12 @@ func (g *gen) counter(s CounterSlot) {
 	skip := g.b.newLabel("ctr_skip")
 	g.b.emit(
 		asm.LoadMapPtr(asm.R1, 0).WithReference(counterMapSymbol),
-		asm.StoreImm(asm.R10, slotKey, int64(idx), asm.Word),
+		// The whole 8-byte slot is written, though the key is 4 bytes:
+		// the verifier tracks the key as a precise constant (it elides
+		// the NULL check for it), and a partly written slot would stay
+		// live from one rule to the next, so that states reaching a rule
+		// from different counters would never prune.
+		stImm64(asm.R10, slotKey, int64(idx)),
 		asm.Mov.Reg(asm.R2, asm.R10),
 		asm.Add.Imm(asm.R2, slotKey),
 		asm.FnMapLookupElem.Call(),

@@ -147,23 +147,127 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// maxVerified bounds the instructions the verifier may process for a
+// large chain: half of the kernel's limit of one million.
+const maxVerified = 500_000
+
+// maxVerifiedRatio bounds verifier-processed instructions per program
+// instruction for a large chain. The rules are verified about once each
+// (see forgetPktinfo), plus short stretches where the verifier kept no
+// state to prune against; several walks over the chain would mean that
+// states from the prologue or from earlier rules no longer prune.
+const maxVerifiedRatio = 2.0
+
+// checkVerifierCost logs how many instructions the verifier processed for
+// l and fails if that is more than maxVerified or maxVerifiedRatio times
+// the program's length.
+func checkVerifierCost(t *testing.T, l *Loaded, rules int) {
+	t.Helper()
+	info, err := l.Program.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := info.VerifiedInstructions()
+	if !ok {
+		t.Fatal("the kernel does not report verified instructions")
+	}
+	insns, err := info.Instructions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := float64(n) / float64(len(insns))
+	t.Logf("%d rules: %d instructions, verifier processed %d (%.0f per rule, %.2f per instruction)", rules, len(insns), n, float64(n)/float64(rules), ratio)
+	if n > maxVerified {
+		t.Errorf("verifier processed %d instructions, more than %d", n, maxVerified)
+	}
+	if ratio > maxVerifiedRatio {
+		t.Errorf("verifier processed %.2f instructions per instruction, more than %.2f", ratio, maxVerifiedRatio)
+	}
+}
+
+// largeChain is a 1000-rule chain with a packet its last rules drop and
+// one that falls through to the accept policy.
+type largeChain struct {
+	name      string
+	pf        ir.Family
+	rules     func() ([]*ir.Rule, []*ir.Chain)
+	hit, miss []byte
+}
+
+func largeChains() []largeChain {
+	v6src := func(last byte) []byte { a := append([]byte(nil), srcV6...); a[15] = last; return a }
+	return []largeChain{
+		{
+			name: "v4 saddr dport",
+			pf:   ir.FamilyIPv4,
+			rules: func() ([]*ir.Rule, []*ir.Chain) {
+				var rules []*ir.Rule
+				for i := 0; i < 1000; i++ {
+					rules = append(rules, rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(nh(12, 4), ip4(192, 0, 2, byte(i%250))), eq(th(2, 2), u16(uint16(1000+i))), counter, drop))
+				}
+				return rules, nil
+			},
+			hit:  eth(0x0800, v4{proto: protoTCP, src: ip4(192, 0, 2, byte(999%250))}.build(tcp(1, 1999, 2))),
+			miss: tcp4(80),
+		},
+		{
+			// Five rule shapes in turn: 16-byte compares, sets with
+			// ranges, masks, meta ranges, negations, a rule without a
+			// verdict and a jump to a user chain (inlined at each of its
+			// 200 call sites).
+			name: "v6 mixed",
+			pf:   ir.FamilyIPv6,
+			rules: func() ([]*ir.Rule, []*ir.Chain) {
+				user := &ir.Chain{Name: "u", Rules: []*ir.Rule{
+					rule(eq(th(0, 2), u16(7)), drop),
+					rule(eq(th(0, 2), u16(9)), ret),
+					rule(cmp(nh(7, 1), ir.OpLt, b(2)), drop),
+				}}
+				var rules []*ir.Rule
+				for i := 0; i < 1000; i++ {
+					var r *ir.Rule
+					switch i % 5 {
+					case 0:
+						r = rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(nh(8, 16), v6src(byte(i))),
+							inSet(th(2, 2), false, 2, el(u16(22)), el(u16(80)), elr(u16(8000), u16(8080))), counter, drop)
+					case 1:
+						r = rule(eq(meta(ir.MetaL4Proto), b(protoUDP)), rng(nh(24, 16), false, dstV6, v6src(byte(i))),
+							cmp(th(0, 2), ir.OpNeq, u16(53)), counter, drop)
+					case 2:
+						r = rule(eq(nh(0, 4, mask(b(0, 0x0f, 0xff, 0xff), b(0, 0, 0, 0))), u32be(uint32(i))), drop)
+					case 3:
+						r = rule(rng(meta(ir.MetaLen), false, u32le(uint32(1000+i)), u32le(uint32(2000+i))),
+							inSet(meta(ir.MetaL4Proto), true, 1, el(b(protoTCP)), el(b(protoUDP))), counter)
+					case 4:
+						r = rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(th(13, 1, mask(b(0x12), b(0))), b(0x02)),
+							eq(th(2, 2), u16(uint16(1000+i))), jump("u"))
+					}
+					rules = append(rules, r)
+				}
+				return rules, []*ir.Chain{user}
+			},
+			hit:  eth(0x86dd, v6{nexthdr: protoTCP, src: v6src(byte(995 % 256))}.build(tcp(1, 22, 2))),
+			miss: tcp6(80),
+		},
+	}
+}
+
 func TestLargeChain(t *testing.T) {
 	privileged(t)
-	for _, fl := range allFlavours(ir.FamilyIPv4) {
-		t.Run(fl.name, func(t *testing.T) {
-			var rules []*ir.Rule
-			for i := 0; i < 1000; i++ {
-				rules = append(rules, rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(nh(12, 4), ip4(192, 0, 2, byte(i%250))), eq(th(2, 2), u16(uint16(1000+i))), counter, drop))
-			}
-			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules)
-			l := loadFlavour(t, fl, tab, c)
-			hit := eth(0x0800, v4{proto: protoTCP, src: ip4(192, 0, 2, byte(999%250))}.build(tcp(1, 1999, 2)))
-			if v := run(t, fl, l, hit); v != ir.VerdictDrop {
-				t.Errorf("last rule: got %s", vname(v))
-			}
-			if v := run(t, fl, l, tcp4(80)); v != ir.VerdictAccept {
-				t.Errorf("no rule: got %s", vname(v))
-			}
-		})
+	for _, lc := range largeChains() {
+		for _, fl := range allFlavours(lc.pf) {
+			t.Run(lc.name+"/"+fl.name, func(t *testing.T) {
+				rules, user := lc.rules()
+				tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules, user...)
+				l := loadFlavour(t, fl, tab, c)
+				checkVerifierCost(t, l, len(rules))
+				if v := run(t, fl, l, lc.hit); v != ir.VerdictDrop {
+					t.Errorf("last rules: got %s", vname(v))
+				}
+				if v := run(t, fl, l, lc.miss); v != ir.VerdictAccept {
+					t.Errorf("no rule: got %s", vname(v))
+				}
+			})
+		}
 	}
 }

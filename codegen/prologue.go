@@ -50,7 +50,43 @@ func (g *gen) prologue() error {
 		return err
 	}
 	g.b.label(labelPktOK)
+	g.forgetPktinfo()
 	return nil
+}
+
+// pktinfoSlots are the stack slots the prologue leaves for the rules.
+var pktinfoSlots = []int16{slotLen, slotNH, slotTH, slotL4, slotTProt, slotFrag, slotProto, slotLL, slotBase, slotTotal, slotVlan, slotVTCI, slotVProto, slotPF}
+
+// forgetPktinfo makes the verifier forget what it knows about the pktinfo
+// slots, without changing them, so that it verifies the rules once rather
+// than once per way through the prologue and once per outcome of every
+// earlier test on them.
+//
+// The prologue's exits leave different constants in the slots (L4PROTO
+// set or not, fragment offset 0, …); a rule that tests such a constant
+// makes it precise, and states with different precise values cannot be
+// pruned against each other, so the whole chain would be walked for every
+// exit. Likewise, a slot spilled from a register keeps the register's ID,
+// and a rule's "if l4 == 0 goto next" refines the slot itself on both
+// branches, splitting the states of every later rule.
+//
+// A slot partly overwritten by a byte store becomes plain data
+// (STACK_MISC) to the verifier, and every later load of it is a fresh
+// unknown scalar. The byte written back is the slot's own top byte ORed
+// with the top byte of slotTotal, which every prologue has spilled from a
+// register by now: the verifier cannot tell its value from a narrow load
+// at the end of a spill, so the result is unknown too (a known zero would
+// make the byte STACK_ZERO instead); at run time it is 0, as packet
+// lengths are far below 2^56, and the slot keeps its value.
+func (g *gen) forgetPktinfo() {
+	g.b.emit(asm.LoadMem(asm.R1, asm.R10, slotTotal+7, asm.Byte))
+	for _, slot := range pktinfoSlots {
+		g.b.emit(
+			asm.LoadMem(asm.R0, asm.R10, slot+7, asm.Byte),
+			asm.Or.Reg(asm.R0, asm.R1),
+			asm.StoreMem(asm.R10, slot+7, asm.R0, asm.Byte),
+		)
+	}
 }
 
 // castKernCtx stores the kernel struct sk_buff behind the context in slotSkb.
