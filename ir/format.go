@@ -21,10 +21,24 @@ func FormatStmt(fam Family, s Stmt) string {
 // named (ip saddr, tcp dport) only where the rule itself establishes the
 // protocol, so that nft, reading the text back, adds no dependency the
 // original rule did not have; other fields print as raw payload (@nh,96,32).
-func FormatRule(fam Family, r *Rule) string {
+func FormatRule(fam Family, r *Rule) string { return formatRule(fam, r, ruleOptions{}) }
+
+// ruleOptions tune formatRule.
+type ruleOptions struct {
+	// counter gives the live values of the counter statement at index i.
+	counter func(i int) (packets, bytes uint64, ok bool)
+}
+
+func formatRule(fam Family, r *Rule, opts ruleOptions) string {
 	p := newPrinter(fam)
 	parts := make([]string, 0, len(r.Stmts)+1)
-	for _, s := range r.Stmts {
+	for i, s := range r.Stmts {
+		if _, ok := s.(*Counter); ok && opts.counter != nil {
+			if pk, by, ok := opts.counter(i); ok {
+				parts = append(parts, fmt.Sprintf("counter packets %d bytes %d", pk, by))
+				continue
+			}
+		}
 		parts = append(parts, p.stmt(s))
 	}
 	if r.Comment != "" {

@@ -713,3 +713,35 @@ func TestPrintWriteError(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintWithCountersAndHandles(t *testing.T) {
+	tab := &ir.Table{Family: ir.FamilyIPv4, Name: "f", Chains: []*ir.Chain{{
+		Name: "in",
+		Base: &ir.BaseChain{Type: "filter", Hook: ir.HookInput, Policy: ir.VerdictAccept},
+		Rules: []*ir.Rule{
+			{Handle: 4, Stmts: []ir.Stmt{&ir.Counter{}, &ir.Verdict{Kind: ir.VerdictDrop}}},
+			{Handle: 5, Stmts: []ir.Stmt{&ir.Counter{}}},
+		},
+	}}}
+	var b strings.Builder
+	err := tab.PrintWith(&b, ir.PrintOptions{
+		Handles: true,
+		Counters: func(chain string, handle uint64, stmt int) (uint64, uint64, bool) {
+			if chain == "in" && handle == 4 && stmt == 0 {
+				return 7, 420, true
+			}
+			return 0, 0, false
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\t\tcounter packets 7 bytes 420 drop # handle 4\n",
+		"\t\tcounter # handle 5\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}

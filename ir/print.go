@@ -57,15 +57,28 @@ func (t *Table) Chain(name string) *Chain {
 	return nil
 }
 
+// PrintOptions tune PrintWith.
+type PrintOptions struct {
+	// Handles appends "# handle N" to every rule, as nft -a does.
+	Handles bool
+	// Counters, when set, gives the live values of the counter statement
+	// stmt (its index in the rule's Stmts) of a rule; they print as
+	// "counter packets N bytes M".
+	Counters func(chain string, handle uint64, stmt int) (packets, bytes uint64, ok bool)
+}
+
 // Print writes the ruleset in nft syntax, as `nft list ruleset` would.
-func (rs *Ruleset) Print(w io.Writer) error {
+func (rs *Ruleset) Print(w io.Writer) error { return rs.PrintWith(w, PrintOptions{}) }
+
+// PrintWith writes the ruleset in nft syntax with the given options.
+func (rs *Ruleset) PrintWith(w io.Writer, opts PrintOptions) error {
 	for i, t := range rs.Tables {
 		if i > 0 {
 			if _, err := io.WriteString(w, "\n"); err != nil {
 				return err
 			}
 		}
-		if err := t.Print(w); err != nil {
+		if err := t.PrintWith(w, opts); err != nil {
 			return err
 		}
 	}
@@ -73,7 +86,10 @@ func (rs *Ruleset) Print(w io.Writer) error {
 }
 
 // Print writes the table in nft syntax.
-func (t *Table) Print(w io.Writer) error {
+func (t *Table) Print(w io.Writer) error { return t.PrintWith(w, PrintOptions{}) }
+
+// PrintWith writes the table in nft syntax with the given options.
+func (t *Table) PrintWith(w io.Writer, opts PrintOptions) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
 	first := true
@@ -101,7 +117,16 @@ func (t *Table) Print(w io.Writer) error {
 			fmt.Fprintf(&b, "\t\t%s\n", c.Base.Header())
 		}
 		for _, r := range c.Rules {
-			fmt.Fprintf(&b, "\t\t%s\n", FormatRule(t.Family, r))
+			var ro ruleOptions
+			if opts.Counters != nil {
+				chain, handle := c.Name, r.Handle
+				ro.counter = func(stmt int) (uint64, uint64, bool) { return opts.Counters(chain, handle, stmt) }
+			}
+			line := formatRule(t.Family, r, ro)
+			if opts.Handles {
+				line += fmt.Sprintf(" # handle %d", r.Handle)
+			}
+			fmt.Fprintf(&b, "\t\t%s\n", line)
 		}
 		b.WriteString("\t}\n")
 	}
