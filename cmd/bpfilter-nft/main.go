@@ -54,6 +54,10 @@ func run(stdout, stderr io.Writer, args []string) int {
 		}
 		return 0
 	}
+	if strings.HasPrefix(args[0], "-") {
+		return runGlobal(stdout, stderr, args)
+	}
+	globals = rulesetFlags{}
 	c := lookup(args[0])
 	if c == nil {
 		fmt.Fprintf(stderr, "bpfilter-nft: unknown command %q (see bpfilter-nft help)\n", args[0])
@@ -104,7 +108,8 @@ Commands:
 	for _, c := range sorted {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "\nRun `bpfilter-nft help COMMAND` for a command's options.\n")
+	fmt.Fprint(w, "\n"+rulesetUsage)
+	fmt.Fprint(w, "\nRun `bpfilter-nft help COMMAND` for a command's options, `bpfilter-nft -h` for the ruleset options.\n")
 }
 
 // newFlagSet returns a flag set whose -h prints the command's synopsis.

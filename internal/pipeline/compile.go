@@ -17,8 +17,16 @@ func Targets(t *ir.Table, c *ir.Chain, opts Options) ([]codegen.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Type != nil {
-		base.Type = *opts.Type
+	override := opts.Type
+	if override == nil && t.Family == ir.FamilyNetdev && opts.NetdevBackend != nil {
+		override = opts.NetdevBackend
+	}
+	if override == nil && opts.Cgroup && t.Family != ir.FamilyNetdev && (c.Base.Hook == ir.HookInput || c.Base.Hook == ir.HookOutput) {
+		cg := codegen.CgroupSKB
+		override = &cg
+	}
+	if override != nil {
+		base.Type = *override
 		switch base.Type {
 		case codegen.CgroupSKB:
 			switch c.Base.Hook {

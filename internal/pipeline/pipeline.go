@@ -20,6 +20,12 @@ import (
 type Options struct {
 	// Type overrides the default program type of every base chain.
 	Type *codegen.ProgramType
+	// NetdevBackend, when set, is the program type of netdev chains (XDP
+	// by default; TC is the alternative).
+	NetdevBackend *codegen.ProgramType
+	// Cgroup puts the input and output chains of ip, ip6 and inet tables
+	// on cgroup_skb programs instead of netfilter links.
+	Cgroup bool
 	// NetNS is the network namespace the ruleset is meant for: interface
 	// names resolve there. Nil means the caller's own.
 	NetNS *nsctx.NetNS

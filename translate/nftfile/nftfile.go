@@ -116,6 +116,44 @@ func parseMessages(name string, opts Options, setInput func(*exec.Cmd)) ([]netli
 	return msgs, nil
 }
 
+// Listing loads the ruleset read from r into a private network namespace,
+// as Parse does, and returns what `nft args...` then prints there (for
+// example "list ruleset", or "-j list ruleset").
+func Listing(name string, r io.Reader, opts Options, args ...string) (string, error) {
+	nft := opts.Nft
+	if nft == "" {
+		p, err := exec.LookPath("nft")
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		nft = p
+	}
+	links, err := listLinks(opts.TargetNetNS)
+	if err != nil {
+		return "", fmt.Errorf("%s: interfaces of the target network namespace: %w", name, err)
+	}
+	var out bytes.Buffer
+	err = inPrivateNetNS(func(ns *os.File) error {
+		if err := mirrorLinks(ns, links); err != nil {
+			return err
+		}
+		if err := runNft(nft, name, func(cmd *exec.Cmd) {
+			cmd.Args = append(cmd.Args, "-f", "-")
+			cmd.Stdin = r
+		}); err != nil {
+			return err
+		}
+		return runNft(nft, name, func(cmd *exec.Cmd) {
+			cmd.Args = append(cmd.Args, args...)
+			cmd.Stdout = &out
+		})
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return out.String(), nil
+}
+
 // NftError is nft's refusal of a ruleset: its exit status and what it wrote
 // to stderr (which names file:line:column of the offending text).
 type NftError struct {
@@ -133,10 +171,10 @@ func (e *NftError) Error() string {
 // network namespace of the thread that forks it.
 func runNft(nft, name string, setInput func(*exec.Cmd)) error {
 	cmd := exec.Command(nft)
-	setInput(cmd)
 	var stderr, stdout bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = &stdout
+	setInput(cmd)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
 	err := cmd.Run()
 	var exit *exec.ExitError

@@ -1,0 +1,446 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/loader"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
+	"github.com/bpfilter-nft/bpfilter-nft/translate"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+)
+
+// rulesetFlags are the nft-like options of the commands that change or show
+// the running ruleset. They may stand before the command, as with nft
+// (`bpfilter-nft -a list ruleset`, `bpfilter-nft -c -f rules.nft`).
+type rulesetFlags struct {
+	file          string
+	check         bool
+	handles       bool
+	json          bool
+	stateRoot     string
+	netns         string
+	pid           int
+	netdevBackend string
+	cgroup        string
+}
+
+func (g *rulesetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.file, "f", "", "load the ruleset in `FILE` (nft -f syntax; \"-\" for standard input)")
+	fs.StringVar(&g.file, "file", "", "same as -f")
+	fs.BoolVar(&g.check, "c", false, "check only: parse, translate and compile, apply nothing")
+	fs.BoolVar(&g.check, "check", false, "same as -c")
+	fs.BoolVar(&g.handles, "a", false, "list: show rule handles")
+	fs.BoolVar(&g.json, "j", false, "list: print nft's JSON format")
+	fs.StringVar(&g.stateRoot, "state", "", "bpffs `DIR` holding the pinned ruleset (default "+state.DefaultRoot+")")
+	fs.StringVar(&g.netns, "netns", "", "act in the network namespace at `PATH` (e.g. /run/netns/NAME)")
+	fs.IntVar(&g.pid, "pid", 0, "act in the network namespace of process `PID`")
+	fs.StringVar(&g.netdevBackend, "netdev-backend", "xdp", "program type of netdev chains: xdp or tc")
+	fs.StringVar(&g.cgroup, "cgroup", "", "put input/output chains on cgroup_skb programs attached to the cgroup at `PATH`")
+}
+
+// globals holds the options given before the command.
+var globals rulesetFlags
+
+const rulesetUsage = `Ruleset commands (nft syntax; the state lives pinned under --state):
+  bpfilter-nft [OPTIONS] -f FILE         load FILE on top of the running ruleset, as nft -f does
+  bpfilter-nft [OPTIONS] -c -f FILE      check FILE: translate and compile, apply nothing
+  bpfilter-nft [OPTIONS] list ruleset    the running ruleset with live counters (-a handles, -j JSON)
+  bpfilter-nft [OPTIONS] list table FAMILY NAME
+  bpfilter-nft [OPTIONS] flush ruleset   detach and remove everything
+  bpfilter-nft [OPTIONS] add|insert|delete|replace|create|flush ...
+                                         one nft command, e.g. add rule inet filter input tcp dport 22 accept
+                                         or delete rule inet filter input handle 4
+`
+
+func init() {
+	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j]", summary: "show the running ruleset with live counters", run: runList})
+	for _, verb := range []string{"add", "insert", "delete", "replace", "create", "flush"} {
+		register(&command{name: verb, args: "nft command arguments", summary: "edit the running ruleset (nft syntax): " + verb + " …", run: runEdit(verb)})
+	}
+}
+
+// runGlobal handles invocations that start with options, as nft's do.
+func runGlobal(stdout, stderr io.Writer, args []string) int {
+	fs := flag.NewFlagSet("bpfilter-nft", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	globals = rulesetFlags{}
+	globals.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, rulesetUsage+"\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) > 0 {
+		c := lookup(rest[0])
+		if c == nil {
+			fmt.Fprintf(stderr, "bpfilter-nft: unknown command %q (see bpfilter-nft help)\n", rest[0])
+			return 2
+		}
+		return runCommand(c, stdout, stderr, rest[1:])
+	}
+	if globals.file == "" {
+		fs.Usage()
+		return 2
+	}
+	if err := loadFile(stdout, globals); err != nil {
+		fmt.Fprintf(stderr, "bpfilter-nft: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// target is where a ruleset command acts: a network namespace and its
+// state directory.
+type target struct {
+	ns *nsctx.NetNS
+	st *state.Dir
+}
+
+func openTarget(g rulesetFlags) (*target, error) {
+	var ns *nsctx.NetNS
+	var err error
+	switch {
+	case g.netns != "" && g.pid != 0:
+		return nil, fmt.Errorf("--netns and --pid are exclusive")
+	case g.netns != "":
+		ns, err = nsctx.OpenNetNS(g.netns)
+	case g.pid != 0:
+		ns, err = nsctx.OpenNetNS(fmt.Sprintf("/proc/%d/ns/net", g.pid))
+	default:
+		ns, err = nsctx.Current()
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := state.Open(ns, state.Options{Root: g.stateRoot})
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	return &target{ns: ns, st: st}, nil
+}
+
+func (t *target) close() { t.ns.Close() }
+
+func (t *target) pipelineOptions(g rulesetFlags) (pipeline.Options, error) {
+	opts := pipeline.Options{NetNS: t.ns, Cgroup: g.cgroup != ""}
+	typ, err := codegen.ParseProgramType(g.netdevBackend)
+	if err != nil || (typ != codegen.XDP && typ != codegen.TC) {
+		return opts, fmt.Errorf("--netdev-backend %q: want xdp or tc", g.netdevBackend)
+	}
+	opts.NetdevBackend = &typ
+	return opts, nil
+}
+
+// storedText returns the running ruleset in nft syntax ("" when none).
+func (t *target) storedText() (string, error) {
+	snap, err := loader.Load(t.st)
+	if err != nil {
+		return "", err
+	}
+	return snap.Manifest.Ruleset, nil
+}
+
+// apply has nft parse input (the running ruleset followed by the change),
+// translates and compiles the result, and applies it — or, with check,
+// only reports.
+func (t *target) apply(stdout io.Writer, g rulesetFlags, name, input string) error {
+	rs, err := nftfile.Parse(name, strings.NewReader(input), nftfile.Options{TargetNetNS: t.ns.File()})
+	if err != nil {
+		return err
+	}
+	opts, err := t.pipelineOptions(g)
+	if err != nil {
+		return err
+	}
+	res, err := pipeline.Translate(rs, opts)
+	if err != nil {
+		return err
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("nothing applied; these rules cannot be translated exactly:\n%w", err)
+	}
+	if g.check {
+		fmt.Fprintf(stdout, "%s: %d rules in %d programs compiled; nothing applied (check mode)\n", name, len(res.Rules), len(res.Programs))
+		return nil
+	}
+	cgroup := g.cgroup
+	if cgroup != "" && !filepath.IsAbs(cgroup) {
+		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
+	}
+	return loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup})
+}
+
+func loadFile(stdout io.Writer, g rulesetFlags) error {
+	t, err := openTarget(g)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	current, err := t.storedText()
+	if err != nil {
+		return err
+	}
+	var input, name string
+	if g.file == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return err
+		}
+		name, input = "-", current+"\n"+string(b)
+	} else {
+		abs, err := filepath.Abs(g.file)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return err
+		}
+		// nft reads the file itself, so its messages name file:line.
+		name, input = g.file, current+"\ninclude \""+abs+"\"\n"
+	}
+	return t.apply(stdout, g, name, input)
+}
+
+func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
+	return func(stdout, stderr io.Writer, args []string) error {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+			fmt.Fprint(stderr, rulesetUsage)
+			if len(args) == 0 {
+				return errUsage
+			}
+			return flag.ErrHelp
+		}
+		if verb == "flush" && len(args) == 1 && args[0] == "ruleset" {
+			return flushRuleset(globals)
+		}
+		t, err := openTarget(globals)
+		if err != nil {
+			return err
+		}
+		defer t.close()
+		current, err := t.storedText()
+		if err != nil {
+			return err
+		}
+		cmd := verb + " " + strings.Join(args, " ")
+		return t.apply(stdout, globals, "<cmdline>", current+"\n"+cmd+"\n")
+	}
+}
+
+func flushRuleset(g rulesetFlags) error {
+	t, err := openTarget(g)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	return loader.Flush(t.st)
+}
+
+func runList(stdout, stderr io.Writer, args []string) error {
+	c := lookup("list")
+	fs := newFlagSet(c, stderr, "Prints the running ruleset in nft syntax with live counter values read from the BPF counter map.")
+	g := globals
+	fs.BoolVar(&g.handles, "a", g.handles, "show rule handles")
+	fs.BoolVar(&g.json, "j", g.json, "print nft's JSON format")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var family, table string
+	switch {
+	case fs.NArg() == 1 && fs.Arg(0) == "ruleset":
+	case fs.NArg() == 3 && fs.Arg(0) == "table":
+		family, table = fs.Arg(1), fs.Arg(2)
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	t, err := openTarget(g)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	live, err := t.live()
+	if err != nil {
+		return err
+	}
+	if family != "" && live.table(family, table) == nil {
+		return fmt.Errorf("table %s %s: no such table", family, table)
+	}
+	if g.json {
+		return live.writeJSON(stdout, t, family, table)
+	}
+	opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter}
+	if family != "" {
+		return live.table(family, table).PrintWith(stdout, opts)
+	}
+	return live.rs.PrintWith(stdout, opts)
+}
+
+// liveRuleset is the running ruleset, parsed back from its stored text,
+// with the counter values of its rules.
+type liveRuleset struct {
+	text     string
+	rs       *ir.Ruleset
+	counters map[ruleID][]codegen.CounterValue
+}
+
+type ruleID struct {
+	family, table, chain string
+	handle               uint64
+}
+
+func (t *target) live() (*liveRuleset, error) {
+	snap, err := loader.Load(t.st)
+	if err != nil {
+		return nil, err
+	}
+	l := &liveRuleset{text: snap.Manifest.Ruleset, rs: &ir.Ruleset{}, counters: map[ruleID][]codegen.CounterValue{}}
+	if strings.TrimSpace(l.text) == "" {
+		return l, nil
+	}
+	msgs, err := nftfile.Parse("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: t.ns.File()})
+	if err != nil {
+		return nil, err
+	}
+	lifted, err := translate.Lift(msgs)
+	if err != nil {
+		return nil, err
+	}
+	l.rs = lifted.Ruleset
+	// The stored manifest names rules by their text and position among
+	// equal rules of the chain; handles are those of this parse.
+	type textID struct {
+		family, table, chain, text string
+		nth                        int
+	}
+	values := map[textID][]codegen.CounterValue{}
+	seen := map[textID]int{}
+	for i, r := range snap.Manifest.Rules {
+		k := textID{r.Family, r.Table, r.Chain, r.Text, 0}
+		k.nth = seen[k]
+		seen[k]++
+		if i < len(snap.Counters) {
+			values[k] = snap.Counters[i]
+		}
+	}
+	for _, tab := range l.rs.Tables {
+		for _, c := range tab.Chains {
+			nth := map[string]int{}
+			for _, r := range c.Rules {
+				text := ir.FormatRule(tab.Family, r)
+				k := textID{tab.Family.String(), tab.Name, c.Name, text, nth[text]}
+				nth[text]++
+				if v, ok := values[k]; ok {
+					l.counters[ruleID{tab.Family.String(), tab.Name, c.Name, r.Handle}] = v
+				}
+			}
+		}
+	}
+	return l, nil
+}
+
+func (l *liveRuleset) table(family, name string) *ir.Table {
+	for _, t := range l.rs.Tables {
+		if t.Family.String() == family && t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// counter serves ir.PrintOptions.Counters; stmt is an index into the
+// rule's statements, the stored values are per counter statement.
+func (l *liveRuleset) counter(chain string, handle uint64, stmt int) (uint64, uint64, bool) {
+	for _, t := range l.rs.Tables {
+		c := t.Chain(chain)
+		if c == nil {
+			continue
+		}
+		for _, r := range c.Rules {
+			if r.Handle != handle {
+				continue
+			}
+			vals, ok := l.counters[ruleID{t.Family.String(), t.Name, chain, handle}]
+			if !ok {
+				continue
+			}
+			nth := 0
+			for _, s := range r.Stmts[:stmt] {
+				if _, ok := s.(*ir.Counter); ok {
+					nth++
+				}
+			}
+			if nth < len(vals) {
+				return vals[nth].Packets, vals[nth].Bytes, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// writeJSON prints nft's own JSON listing of the stored ruleset with the
+// live counter values filled in.
+func (l *liveRuleset) writeJSON(w io.Writer, t *target, family, table string) error {
+	args := []string{"-j", "list", "ruleset"}
+	if family != "" {
+		args = []string{"-j", "list", "table", family, table}
+	}
+	out, err := nftfile.Listing("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: t.ns.File()}, args...)
+	if err != nil {
+		return err
+	}
+	var doc map[string][]map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return fmt.Errorf("nft's JSON listing: %w", err)
+	}
+	for _, obj := range doc["nftables"] {
+		raw, ok := obj["rule"]
+		if !ok {
+			continue
+		}
+		var rule map[string]any
+		if err := json.Unmarshal(raw, &rule); err != nil {
+			return err
+		}
+		fam, _ := rule["family"].(string)
+		tab, _ := rule["table"].(string)
+		chain, _ := rule["chain"].(string)
+		handle, _ := rule["handle"].(float64)
+		vals := l.counters[ruleID{fam, tab, chain, uint64(handle)}]
+		nth := 0
+		exprs, _ := rule["expr"].([]any)
+		for _, e := range exprs {
+			m, ok := e.(map[string]any)
+			if !ok {
+				continue
+			}
+			if _, ok := m["counter"]; ok && nth < len(vals) {
+				m["counter"] = map[string]uint64{"packets": vals[nth].Packets, "bytes": vals[nth].Bytes}
+				nth++
+			}
+		}
+		if obj["rule"], err = json.Marshal(rule); err != nil {
+			return err
+		}
+	}
+	enc := json.NewEncoder(w)
+	return enc.Encode(doc)
+}
