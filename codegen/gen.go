@@ -33,7 +33,7 @@ const (
 	slotDyn    = -152 // struct bpf_dynptr (16 bytes, nf)
 	slotT1     = -160 // prologue scratch
 	slotT2     = -168 // prologue scratch
-	vethBuf    = -192 // 24 bytes: rebuilt VLAN ethernet header (tc)
+	vethBuf    = -192 // 24 bytes: rebuilt VLAN ethernet header
 	bufOff     = -256 // 64 bytes: the nf_tables register image of a field
 	bufSize    = 64
 )
@@ -548,7 +548,7 @@ func (g *gen) loadPayload(f *ir.Field, fail string) error {
 	switch f.Base {
 	case ir.BaseLL:
 		if g.tgt.Type == CgroupSKB || g.tgt.Type == Netfilter {
-			return g.unsupported("the link-layer header is not readable from a %s program", g.tgt.Type)
+			return g.loadLLSkb(f, fail)
 		}
 		if g.tgt.Type == TC && f.Offset+f.Len > 12 {
 			return g.loadLLVlan(f, fail)

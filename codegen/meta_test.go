@@ -114,8 +114,6 @@ func TestRefusals(t *testing.T) {
 		{"mark at xdp", xdp, []*ir.Rule{rule(eq(meta(ir.MetaMark), u32le(1)), drop)}, nil, "meta mark is not available at XDP"},
 		{"iifname at xdp without device", xdp, []*ir.Rule{rule(eq(meta(ir.MetaIifName), []byte("eth0")), drop)}, nil, "needs the device"},
 		{"pkttype at xdp without device", xdp, []*ir.Rule{rule(eq(meta(ir.MetaPktType), b(0)), drop)}, nil, "MAC address"},
-		{"ll at netfilter", nf, []*ir.Rule{rule(eq(ll(6, 6), macSrc), drop)}, nil, "link-layer header"},
-		{"ll at cgroup", cg, []*ir.Rule{rule(eq(ll(6, 6), macSrc), drop)}, nil, "link-layer header"},
 		{"unsupported meta", nf, []*ir.Rule{rule(eq(ir.Field{Source: ir.SourceMeta, Meta: ir.MetaCPU, Len: 4}, u32le(0)), drop)}, nil, "not supported"},
 		{"compare longer than field", nf, []*ir.Rule{rule(eq(nh(9, 1), b(6, 0, 0, 0, 0)), drop)}, nil, "does not fit"},
 		{"multi-word shift by zero", nf, []*ir.Rule{rule(eq(nh(0, 8, ir.Transform{Kind: ir.TransformShiftLeft, Len: 8}), u32le(0)), drop)}, nil, "shift by 0 over 2 words"},
@@ -126,6 +124,7 @@ func TestRefusals(t *testing.T) {
 		{"jump depth", nf, []*ir.Rule{rule(jump("d0"))}, deep, "jump depth"},
 		{"concat interval set", nf, []*ir.Rule{rule(concat, drop)}, nil, "concatenated"},
 		{"inner header", nf, []*ir.Rule{rule(eq(pl(ir.BaseInner, 0, 1), b(0)), drop)}, nil, "inner header"},
+		{"inner header at cgroup", cg, []*ir.Rule{rule(eq(pl(ir.BaseInner, 0, 1), b(0)), drop)}, nil, "inner header"},
 		{"xdp on ip table", Target{Type: XDP, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, []*ir.Rule{rule(drop)}, nil, "xdp programs serve only netdev ingress"},
 	}
 	for _, tc := range cases {

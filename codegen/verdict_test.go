@@ -149,13 +149,6 @@ func TestPayloadVerdicts(t *testing.T) {
 			{name: "short", frame: tcp4(1), want: A},
 			{name: "long enough", frame: eth(0x0800, v4{proto: protoTCP}.build(append(tcp(1, 2, 2), make([]byte, 20)...))), want: D},
 		}},
-		{name: "ether saddr", only: []string{"xdp", "tc"}, rules: []*ir.Rule{rule(eq(ll(6, 6), macSrc), drop)}, pkts: []pkt{
-			{name: "hit", frame: tcp4(1), want: D},
-		}},
-		{name: "ether type", only: []string{"xdp", "tc"}, rules: []*ir.Rule{rule(eq(ll(12, 2), u16(0x86dd)), drop)}, pkts: []pkt{
-			{name: "v6", frame: tcp6(1), want: D},
-			{name: "v4", frame: tcp4(1), want: A},
-		}},
 	}
 	runVerdictCases(t, cases)
 }
