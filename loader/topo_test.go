@@ -1,8 +1,11 @@
 package loader
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,15 +26,20 @@ import (
 )
 
 // topo is three scratch namespaces: a sender A, a router R and a receiver
-// B, joined by veth pairs a0–r0 (192.0.2.0/24) and r1–b0 (198.51.100.0/24),
-// with static neighbours and explicit MAC addresses.
+// B, joined by veth pairs a0–r0 (192.0.2.0/24, 2001:db8:a::/64) and r1–b0
+// (198.51.100.0/24, 2001:db8:b::/64), with static neighbours and explicit
+// MAC addresses. Every topo is built the same way (the same names,
+// addresses and MACs, in namespaces of its own), so that two of them are
+// twins: one runs a ruleset in BPF, the other in the kernel's nftables.
 type topo struct {
 	a, r, b *netnstest.NS
 }
 
 const (
-	addrA = "192.0.2.1"
-	addrB = "198.51.100.1"
+	addrA  = "192.0.2.1"
+	addrB  = "198.51.100.1"
+	addrA6 = "2001:db8:a::1"
+	addrB6 = "2001:db8:b::1"
 )
 
 func newTopo(t *testing.T) *topo {
@@ -59,22 +67,32 @@ func newTopo(t *testing.T) *topo {
 	run(tp.a, nil, `link set lo up
 link set a0 up
 addr add 192.0.2.1/24 dev a0
+addr add 2001:db8:a::1/64 dev a0 nodad
 neigh replace 192.0.2.2 lladdr 02:0a:00:00:00:02 dev a0 nud permanent
+neigh replace 2001:db8:a::2 lladdr 02:0a:00:00:00:02 dev a0 nud permanent
 route add 198.51.100.0/24 via 192.0.2.2
+route add 2001:db8:b::/64 via 2001:db8:a::2
 `)
 	run(tp.r, nil, `link set lo up
 link set r0 up
 link set r1 up
 addr add 192.0.2.2/24 dev r0
 addr add 198.51.100.2/24 dev r1
+addr add 2001:db8:a::2/64 dev r0 nodad
+addr add 2001:db8:b::2/64 dev r1 nodad
 neigh replace 192.0.2.1 lladdr 02:0a:00:00:00:01 dev r0 nud permanent
 neigh replace 198.51.100.1 lladdr 02:0b:00:00:00:01 dev r1 nud permanent
+neigh replace 2001:db8:a::1 lladdr 02:0a:00:00:00:01 dev r0 nud permanent
+neigh replace 2001:db8:b::1 lladdr 02:0b:00:00:00:01 dev r1 nud permanent
 `)
 	run(tp.b, nil, `link set lo up
 link set b0 up
 addr add 198.51.100.1/24 dev b0
+addr add 2001:db8:b::1/64 dev b0 nodad
 neigh replace 198.51.100.2 lladdr 02:0b:00:00:00:02 dev b0 nud permanent
+neigh replace 2001:db8:b::2 lladdr 02:0b:00:00:00:02 dev b0 nud permanent
 route add 192.0.2.0/24 via 198.51.100.2
+route add 2001:db8:a::/64 via 2001:db8:b::2
 `)
 	for _, ns := range []*netnstest.NS{tp.a, tp.r, tp.b} {
 		for _, kv := range [][2]string{{"net.ipv4.conf.all.rp_filter", "0"}, {"net.ipv4.conf.default.rp_filter", "0"}} {
@@ -83,8 +101,10 @@ route add 192.0.2.0/24 via 198.51.100.2
 			}
 		}
 	}
-	if err := tp.r.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
-		t.Fatal(err)
+	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		if err := tp.r.Sysctl(key, "1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return tp
 }
@@ -128,29 +148,74 @@ func translate(t *testing.T, ns *nsctx.NetNS, ruleset string, typ *codegen.Progr
 	return res
 }
 
-// receiver counts UDP datagrams arriving in B per destination port.
+// receiver reads what arrives in a namespace: it counts UDP datagrams per
+// destination port and records the sequence number of every tagged packet
+// (see tag), whatever socket it arrived on.
 type receiver struct {
 	mu     sync.Mutex
-	counts map[int]int
+	counts map[int]int    // UDP datagrams per port
+	seqs   map[uint32]int // tagged packets per sequence number
 	fds    []int
 	done   chan struct{}
 	wg     sync.WaitGroup
 }
 
+// sockSpec is a socket for a receiver: socket(2)'s arguments and, for UDP,
+// the port to bind.
+type sockSpec struct {
+	domain, typ, proto, port int
+}
+
+// listen receives UDP over IPv4 on ports.
 func listen(t *testing.T, ns *netnstest.NS, ports ...int) *receiver {
 	t.Helper()
-	rc := &receiver{counts: map[int]int{}, done: make(chan struct{})}
+	var specs []sockSpec
+	for _, port := range ports {
+		specs = append(specs, sockSpec{unix.AF_INET, unix.SOCK_DGRAM, 0, port})
+	}
+	return listenOn(t, ns, specs)
+}
+
+// listenAll receives UDP over IPv4 and IPv6 on ports, and ICMP and ICMPv6
+// on raw sockets (which get a copy of every ICMP message delivered
+// locally).
+func listenAll(t *testing.T, ns *netnstest.NS, ports ...int) *receiver {
+	t.Helper()
+	specs := []sockSpec{
+		{unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, 0},
+		{unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6, 0},
+	}
+	for _, port := range ports {
+		specs = append(specs, sockSpec{unix.AF_INET, unix.SOCK_DGRAM, 0, port}, sockSpec{unix.AF_INET6, unix.SOCK_DGRAM, 0, port})
+	}
+	return listenOn(t, ns, specs)
+}
+
+func listenOn(t *testing.T, ns *netnstest.NS, specs []sockSpec) *receiver {
+	t.Helper()
+	rc := &receiver{counts: map[int]int{}, seqs: map[uint32]int{}, done: make(chan struct{})}
+	t.Cleanup(rc.close)
 	err := ns.Do(func() error {
-		for _, port := range ports {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		for _, sp := range specs {
+			fd, err := unix.Socket(sp.domain, sp.typ|unix.SOCK_CLOEXEC, sp.proto)
 			if err != nil {
 				return err
 			}
 			rc.fds = append(rc.fds, fd)
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 20000})
-			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
-				return err
+			if sp.typ != unix.SOCK_DGRAM {
+				continue
+			}
+			var sa unix.Sockaddr = &unix.SockaddrInet4{Port: sp.port}
+			if sp.domain == unix.AF_INET6 {
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+					return err
+				}
+				sa = &unix.SockaddrInet6{Port: sp.port}
+			}
+			if err := unix.Bind(fd, sa); err != nil {
+				return fmt.Errorf("bind %+v: %w", sp, err)
 			}
 		}
 		return nil
@@ -159,7 +224,7 @@ func listen(t *testing.T, ns *netnstest.NS, ports ...int) *receiver {
 		t.Fatal(err)
 	}
 	for i, fd := range rc.fds {
-		port := ports[i]
+		port := specs[i].port
 		rc.wg.Add(1)
 		go func() {
 			defer rc.wg.Done()
@@ -167,8 +232,14 @@ func listen(t *testing.T, ns *netnstest.NS, ports ...int) *receiver {
 			for {
 				n, _, err := unix.Recvfrom(fd, buf, 0)
 				if n >= 0 && err == nil {
+					seq, tagged := untag(buf[:n])
 					rc.mu.Lock()
-					rc.counts[port]++
+					if port != 0 {
+						rc.counts[port]++
+					}
+					if tagged {
+						rc.seqs[seq]++
+					}
 					rc.mu.Unlock()
 					continue
 				}
@@ -180,7 +251,6 @@ func listen(t *testing.T, ns *netnstest.NS, ports ...int) *receiver {
 			}
 		}()
 	}
-	t.Cleanup(rc.close)
 	return rc
 }
 
@@ -197,30 +267,58 @@ func (rc *receiver) close() {
 	}
 }
 
-// settle waits until the counts stop changing.
+// settle waits until nothing more arrives and returns the UDP datagrams
+// per port.
 func (rc *receiver) settle() map[int]int {
-	var last map[int]int
+	counts, _ := rc.settleAll()
+	return counts
+}
+
+// settleAll waits until nothing more arrives and returns the UDP datagrams
+// per port and the tagged packets per sequence number.
+func (rc *receiver) settleAll() (counts map[int]int, seqs map[uint32]int) {
+	var last string
 	for i := 0; i < 50; i++ {
 		time.Sleep(20 * time.Millisecond)
 		rc.mu.Lock()
-		cur := map[int]int{}
-		for k, v := range rc.counts {
-			cur[k] = v
-		}
+		counts, seqs = maps.Clone(rc.counts), maps.Clone(rc.seqs)
 		rc.mu.Unlock()
-		if last != nil && fmt.Sprint(cur) == fmt.Sprint(last) {
-			return cur
+		cur := fmt.Sprint(counts, seqs)
+		if cur == last {
+			break
 		}
 		last = cur
 	}
-	return last
+	return counts, seqs
 }
 
 func (rc *receiver) reset() {
 	rc.settle()
 	rc.mu.Lock()
 	rc.counts = map[int]int{}
+	rc.seqs = map[uint32]int{}
 	rc.mu.Unlock()
+}
+
+// tagMagic starts a tagged payload; a big-endian sequence number follows.
+const tagMagic = "bpfnft-seq:"
+
+// tag returns a payload of size bytes (at least the tag's) carrying seq.
+func tag(seq uint32, size int) []byte {
+	b := make([]byte, max(size, len(tagMagic)+4))
+	copy(b, tagMagic)
+	binary.BigEndian.PutUint32(b[len(tagMagic):], seq)
+	return b
+}
+
+// untag finds a tag in a received packet (a UDP payload, an ICMPv6
+// message, or an IPv4 packet from a raw socket).
+func untag(b []byte) (uint32, bool) {
+	i := bytes.Index(b, []byte(tagMagic))
+	if i < 0 || len(b) < i+len(tagMagic)+4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(b[i+len(tagMagic):]), true
 }
 
 // sender sends UDP datagrams from A to B.
