@@ -48,6 +48,44 @@ func FromFile(f *os.File) (*NetNS, error) {
 	return &NetNS{f: f, inode: st.Ino}, nil
 }
 
+// New creates a new network namespace holding only a loopback device (down).
+// It lives as long as the returned NetNS, or anything inside it, holds it.
+func New() (*NetNS, error) {
+	var ns *NetNS
+	var err error
+	onDiscardedThread(func() {
+		if err = unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			err = fmt.Errorf("create network namespace: %w", err)
+			return
+		}
+		ns, err = Current()
+	})
+	return ns, err
+}
+
+// onDiscardedThread runs fn on a locked OS thread that the Go runtime ends
+// afterwards, so that fn may change the thread's namespaces for good. It
+// never uses the process's main thread: the runtime cannot end that one, it
+// would stay in whatever state fn left, and /proc/self/ns/* would then
+// describe that state.
+func onDiscardedThread(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread ends with this goroutine.
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: keep it busy while another goroutine,
+			// which must then get another thread, does the work.
+			onDiscardedThread(fn)
+			runtime.UnlockOSThread()
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
 // Current returns the calling thread's network namespace.
 func Current() (*NetNS, error) {
 	return OpenNetNS(fmt.Sprintf("/proc/%d/task/%d/ns/net", unix.Getpid(), unix.Gettid()))
@@ -83,7 +121,9 @@ func (n *NetNS) Do(fn func() error) error {
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Stay locked: the runtime kills this thread when the
-			// goroutine returns.
+			// goroutine returns (on the main thread it would wedge it;
+			// a setns back into a namespace we came from does not
+			// fail in practice).
 			res <- fmt.Errorf("leave network namespace: %w", err)
 			return
 		}

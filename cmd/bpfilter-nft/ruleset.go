@@ -139,6 +139,16 @@ func openTarget(g rulesetFlags) (*target, error) {
 
 func (t *target) close() { t.ns.Close() }
 
+// withTarget opens the target g names, runs fn on it and closes it.
+func withTarget(g rulesetFlags, fn func(t *target) error) error {
+	t, err := openTarget(g)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	return fn(t)
+}
+
 func (t *target) pipelineOptions(g rulesetFlags) (pipeline.Options, error) {
 	opts := pipeline.Options{NetNS: t.ns, Cgroup: g.cgroup != ""}
 	typ, err := codegen.ParseProgramType(g.netdevBackend)
@@ -189,22 +199,13 @@ func (t *target) apply(stdout io.Writer, g rulesetFlags, name, input string) err
 }
 
 func loadFile(stdout io.Writer, g rulesetFlags) error {
-	t, err := openTarget(g)
-	if err != nil {
-		return err
-	}
-	defer t.close()
-	current, err := t.storedText()
-	if err != nil {
-		return err
-	}
-	var input, name string
+	var name, change string
 	if g.file == "-" {
 		b, err := io.ReadAll(stdin)
 		if err != nil {
 			return err
 		}
-		name, input = "-", current+"\n"+string(b)
+		name, change = "-", string(b)
 	} else {
 		abs, err := filepath.Abs(g.file)
 		if err != nil {
@@ -214,9 +215,18 @@ func loadFile(stdout io.Writer, g rulesetFlags) error {
 			return err
 		}
 		// nft reads the file itself, so its messages name file:line.
-		name, input = g.file, current+"\ninclude \""+abs+"\"\n"
+		name, change = g.file, "include \""+abs+"\"\n"
 	}
-	return t.apply(stdout, g, name, input)
+	return withTarget(g, func(t *target) error { return t.change(stdout, g, name, change) })
+}
+
+// change applies change (nft -f input) on top of the running ruleset.
+func (t *target) change(stdout io.Writer, g rulesetFlags, name, change string) error {
+	current, err := t.storedText()
+	if err != nil {
+		return err
+	}
+	return t.apply(stdout, g, name, current+"\n"+change)
 }
 
 func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
@@ -229,29 +239,11 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 			return flag.ErrHelp
 		}
 		if verb == "flush" && len(args) == 1 && args[0] == "ruleset" {
-			return flushRuleset(globals)
+			return withTarget(globals, func(t *target) error { return loader.Flush(t.st) })
 		}
-		t, err := openTarget(globals)
-		if err != nil {
-			return err
-		}
-		defer t.close()
-		current, err := t.storedText()
-		if err != nil {
-			return err
-		}
-		cmd := verb + " " + strings.Join(args, " ")
-		return t.apply(stdout, globals, "<cmdline>", current+"\n"+cmd+"\n")
+		cmd := verb + " " + strings.Join(args, " ") + "\n"
+		return withTarget(globals, func(t *target) error { return t.change(stdout, globals, "<cmdline>", cmd) })
 	}
-}
-
-func flushRuleset(g rulesetFlags) error {
-	t, err := openTarget(g)
-	if err != nil {
-		return err
-	}
-	defer t.close()
-	return loader.Flush(t.st)
 }
 
 func runList(stdout, stderr io.Writer, args []string) error {
@@ -272,26 +264,23 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	t, err := openTarget(g)
-	if err != nil {
-		return err
-	}
-	defer t.close()
-	live, err := t.live()
-	if err != nil {
-		return err
-	}
-	if family != "" && live.table(family, table) == nil {
-		return fmt.Errorf("table %s %s: no such table", family, table)
-	}
-	if g.json {
-		return live.writeJSON(stdout, t, family, table)
-	}
-	opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter}
-	if family != "" {
-		return live.table(family, table).PrintWith(stdout, opts)
-	}
-	return live.rs.PrintWith(stdout, opts)
+	return withTarget(g, func(t *target) error {
+		live, err := t.live()
+		if err != nil {
+			return err
+		}
+		if family != "" && live.table(family, table) == nil {
+			return fmt.Errorf("table %s %s: no such table", family, table)
+		}
+		if g.json {
+			return live.writeJSON(stdout, t, family, table)
+		}
+		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter}
+		if family != "" {
+			return live.table(family, table).PrintWith(stdout, opts)
+		}
+		return live.rs.PrintWith(stdout, opts)
+	})
 }
 
 // liveRuleset is the running ruleset, parsed back from its stored text,

@@ -10,88 +10,39 @@ package netnstest
 import (
 	"bytes"
 	"fmt"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // NS is a network namespace held open by a file descriptor.
 type NS struct {
-	f *os.File
+	ns *nsctx.NetNS
 }
 
 // New creates a new, empty network namespace (it holds only a loopback
 // device, which is down).
 func New() (*NS, error) {
-	var f *os.File
-	err := onThread(func() error {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-		}
-		var err error
-		f, err = os.Open(threadNetNS())
-		return err
-	})
+	ns, err := nsctx.New()
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
 		return nil, err
 	}
-	return &NS{f: f}, nil
-}
-
-func threadNetNS() string {
-	return fmt.Sprintf("/proc/%d/task/%d/ns/net", unix.Getpid(), unix.Gettid())
-}
-
-// onThread runs fn on a locked OS thread and then puts the thread back
-// into the network namespace it had before. If that fails, the thread
-// stays locked and is destroyed when the goroutine ends.
-func onThread(fn func() error) error {
-	res := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(threadNetNS())
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- err
-			return
-		}
-		defer orig.Close()
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			res <- fmt.Errorf("switching back from test namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- ferr
-	}()
-	return <-res
+	return &NS{ns: ns}, nil
 }
 
 // File returns the namespace's file (for netlink.Config.NetNS, setns or
 // IFLA_NET_NS_FD). It stays owned by n.
-func (n *NS) File() *os.File { return n.f }
+func (n *NS) File() *os.File { return n.ns.File() }
 
 // Close releases n's reference to the namespace. The namespace itself goes
 // away once nothing else refers to it.
-func (n *NS) Close() error { return n.f.Close() }
+func (n *NS) Close() error { return n.ns.Close() }
 
 // Do runs fn on an OS thread switched into n. Processes that fn starts
 // (os/exec) inherit the namespace; sockets it opens belong to it for their
 // whole life, whichever thread uses them later.
-func (n *NS) Do(fn func() error) error {
-	return onThread(func() error {
-		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("setns: %w", err)
-		}
-		return fn()
-	})
-}
+func (n *NS) Do(fn func() error) error { return n.ns.Do(fn) }
 
 // Run runs a command inside n with stdin as its input and returns its
 // standard output. The error names the command and carries its standard

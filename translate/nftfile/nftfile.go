@@ -11,14 +11,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
@@ -195,48 +194,14 @@ func runNft(nft, name string, setInput func(*exec.Cmd)) error {
 	return nil
 }
 
-// inPrivateNetNS runs fn on a locked OS thread that has been moved into a new
-// network namespace; ns is that namespace. The thread is never returned to
-// the Go runtime's pool: its goroutine exits locked, so the runtime ends it.
-// The namespace disappears once fn has returned and its sockets are closed.
+// inPrivateNetNS runs fn on a locked OS thread inside a new network
+// namespace; ns is that namespace. Processes fn starts inherit it. The
+// namespace disappears once fn has returned and its sockets are closed.
 func inPrivateNetNS(fn func(ns *os.File) error) error {
-	var err error
-	onDiscardedThread(func() {
-		if uerr := unix.Unshare(unix.CLONE_NEWNET); uerr != nil {
-			err = fmt.Errorf("create private network namespace: %w", uerr)
-			return
-		}
-		ns, oerr := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if oerr != nil {
-			err = fmt.Errorf("open private network namespace: %w", oerr)
-			return
-		}
-		defer ns.Close()
-		err = fn(ns)
-	})
-	return err
-}
-
-// onDiscardedThread runs fn on a locked OS thread that the Go runtime ends
-// afterwards, so that fn may change the thread's state (its network
-// namespace) for good. It never uses the process's main thread: the runtime
-// cannot end that one, it would stay wedged in whatever state fn left, and
-// /proc/self/ns/* would then describe the changed state.
-func onDiscardedThread(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine.
-		if unix.Gettid() == unix.Getpid() {
-			// This is the main thread. Keep it locked (so busy) while
-			// another goroutine, which must then get another thread,
-			// does the work; the main thread stays untouched.
-			onDiscardedThread(fn)
-			runtime.UnlockOSThread()
-		} else {
-			fn()
-		}
-		close(done)
-	}()
-	<-done
+	ns, err := nsctx.New()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return ns.Do(func() error { return fn(ns.File()) })
 }

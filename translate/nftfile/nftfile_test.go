@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,23 +40,12 @@ var scratchCounter atomic.Int64
 // namespace has no name in /run/netns and is freed with the file.
 func scratchNetNS(t *testing.T) *os.File {
 	t.Helper()
-	type result struct {
-		f   *os.File
-		err error
+	ns, err := nsctx.New()
+	if err != nil {
+		t.Fatalf("scratch netns: %v", err)
 	}
-	var r result
-	onDiscardedThread(func() {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			r.err = err
-			return
-		}
-		r.f, r.err = os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	})
-	if r.err != nil {
-		t.Fatalf("scratch netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.f.Close() })
-	return r.f
+	t.Cleanup(func() { ns.Close() })
+	return ns.File()
 }
 
 // inNetNS runs a command inside netns ns with nsenter.
