@@ -52,45 +52,51 @@ func inCgroup(t *testing.T, dir, home string, fn func()) {
 	fn()
 }
 
+// cgroupCases are the cgroup_skb attach kinds: input and output chains on a
+// scratch cgroup holding the receiving (ingress) or sending (egress)
+// sockets.
+var cgroupCases = []attachCase{
+	{"cgroup ingress", func(tp *topo) *netnstest.NS { return tp.b }, "ip", "type filter hook input priority 0;", ptr(codegen.CgroupSKB), KindCgroupIngress},
+	{"cgroup egress", func(tp *topo) *netnstest.NS { return tp.a }, "ip", "type filter hook output priority 0;", ptr(codegen.CgroupSKB), KindCgroupEgress},
+}
+
+// scratchCgroup creates a cgroup for the test (removed at its end) and
+// returns it and the process's own cgroup.
+func scratchCgroup(t *testing.T, name string) (cg, home string) {
+	t.Helper()
+	root, home := cgroup2Root(t)
+	if root == "" {
+		t.Skip("privileged: no cgroup v2 hierarchy mounted")
+	}
+	cg = filepath.Join(root, fmt.Sprintf("bpfnft-loader-%d-%s", os.Getpid(), name))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	return cg, home
+}
+
 // TestAttachCgroup applies input and output chains as cgroup_skb programs
 // on a scratch cgroup holding the receiving (ingress) or sending (egress)
 // socket.
 func TestAttachCgroup(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		where  func(*topo) *netnstest.NS
-		hook   string
-		kind   string
-		egress bool
-	}{
-		{"cgroup ingress", func(tp *topo) *netnstest.NS { return tp.b }, "input", KindCgroupIngress, false},
-		{"cgroup egress", func(tp *topo) *netnstest.NS { return tp.a }, "output", KindCgroupEgress, true},
-	} {
+	for _, c := range cgroupCases {
 		t.Run(c.name, func(t *testing.T) {
 			tp := newTopo(t)
-			root, home := cgroup2Root(t)
-			if root == "" {
-				t.Skip("privileged: no cgroup v2 hierarchy mounted")
-			}
-			cg := filepath.Join(root, fmt.Sprintf("bpfnft-loader-%d-%s", os.Getpid(), c.kind))
-			if err := os.Mkdir(cg, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Remove(cg) })
+			cg, home := scratchCgroup(t, c.kind)
 			ns := netns(t, c.where(tp))
 			st := stateDir(t, ns)
 			var rc *receiver
 			var snd *sender
 			// Only the filtered side's sockets join the cgroup.
-			if c.egress {
+			if c.kind == KindCgroupEgress {
 				rc = listen(t, tp.b, 7, 9)
 				inCgroup(t, cg, home, func() { snd = dial(t, tp.a) })
 			} else {
 				snd = dial(t, tp.a)
 				inCgroup(t, cg, home, func() { rc = listen(t, tp.b, 7, 9) })
 			}
-			ac := attachCase{family: "ip", header: fmt.Sprintf("type filter hook %s priority 0;", c.hook)}
-			res := translate(t, ns, ac.ruleset(9), ptr(codegen.CgroupSKB))
+			res := translate(t, ns, c.ruleset(9), c.typ)
 			if err := Apply(ns, st, res, Options{CgroupPath: cg}); err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +119,7 @@ func TestAttachCgroup(t *testing.T) {
 				t.Errorf("counters: port 7 %d, port 9 %d; want %d each", c7, c9, n)
 			}
 			// A reload updates the cgroup link in place.
-			if err := Apply(ns, st, translate(t, ns, ac.ruleset(7, 9), ptr(codegen.CgroupSKB)), Options{CgroupPath: cg}); err != nil {
+			if err := Apply(ns, st, translate(t, ns, c.ruleset(7, 9), c.typ), Options{CgroupPath: cg}); err != nil {
 				t.Fatal(err)
 			}
 			rc.reset()
