@@ -567,8 +567,18 @@ func (g *gen) loadPayload(f *ir.Field, fail string) error {
 		g.b.emit(
 			asm.LoadMem(asm.R0, asm.R10, slotL4, asm.DWord),
 			asm.JEq.Imm(asm.R0, 0, fail),
-			asm.LoadMem(asm.R0, asm.R10, slotFrag, asm.DWord),
-			asm.JNE.Imm(asm.R0, 0, fail),
+		)
+		if fastPayload(f) {
+			if err := g.fragmentFastPath(f, fail); err != nil {
+				return err
+			}
+		} else {
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, slotFrag, asm.DWord),
+				asm.JNE.Imm(asm.R0, 0, fail),
+			)
+		}
+		g.b.emit(
 			asm.LoadMem(asm.R2, asm.R10, slotTH, asm.DWord),
 			asm.Add.Imm(asm.R2, off),
 		)

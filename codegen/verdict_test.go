@@ -92,6 +92,7 @@ func TestPayloadVerdicts(t *testing.T) {
 	optsV4 := eth(0x0800, v4{proto: protoTCP, opts: []byte{1, 1, 1, 0}}.build(tcp(1, 22, 2)))
 	frag1V4 := eth(0x0800, v4{proto: protoTCP, frag: 0x2000}.build(tcp(1, 22, 2)))
 	fragNV4 := eth(0x0800, v4{proto: protoTCP, frag: 0x0003}.build(tcp(1, 22, 2)))
+	whole1to22 := eth(0x0800, v4{proto: protoTCP}.build(tcp(1, 22, 2)))
 	hbh := eth(0x86dd, v6{nexthdr: 0, ext: [][]byte{ext6(43, 0), append(ext6(60, 0)[:2], 0, 0, 0, 0, 0, 0), ext6(protoTCP, 1)}}.build(tcp(1, 22, 2)))
 	frag6First := eth(0x86dd, v6{nexthdr: 44, ext: [][]byte{frag6(protoTCP, 0, true)}}.build(tcp(1, 22, 2)))
 	frag6Next := eth(0x86dd, v6{nexthdr: 44, ext: [][]byte{frag6(protoTCP, 8, false)}}.build(tcp(1, 22, 2)))
@@ -116,7 +117,21 @@ func TestPayloadVerdicts(t *testing.T) {
 			{name: "udp", frame: udp4(22), want: A},
 			{name: "ipv4 options", frame: optsV4, want: D},
 			{name: "first fragment", frame: frag1V4, want: D},
+			// nft_payload_fast_eval reads a linear non-first fragment's
+			// payload at thoff without looking at fragoff.
+			{name: "non-first fragment", frame: fragNV4, want: D},
+		}},
+		{name: "tcp dport unaligned", rules: []*ir.Rule{rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), eq(th(1, 2), b(1, 0)), drop)}, pkts: []pkt{
+			{name: "hit", frame: whole1to22, want: D},
+			{name: "non-first fragment", frame: fragNV4, want: A}, // nft_payload_eval breaks on fragoff
+		}},
+		{name: "tcp ports as 8 bytes", rules: []*ir.Rule{rule(eq(th(0, 8), b(0, 1, 0, 22, 0, 0, 3, 0xe8)), drop)}, pkts: []pkt{
+			{name: "hit", frame: whole1to22, want: D},
 			{name: "non-first fragment", frame: fragNV4, want: A},
+		}},
+		{name: "non-first fragment past the end", rules: []*ir.Rule{rule(cmp(th(36, 4), ir.OpNeq, u32be(1)), drop)}, pkts: []pkt{
+			{name: "short", frame: fragNV4, want: A},
+			{name: "long", frame: eth(0x0800, v4{proto: protoTCP, frag: 0x0003}.build(append(tcp(1, 22, 2), make([]byte, 20)...))), want: D},
 		}},
 		{name: "l4proto of fragment", rules: []*ir.Rule{rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), drop)}, pkts: []pkt{
 			{name: "non-first fragment", frame: fragNV4, want: D},
