@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,11 +30,7 @@ func TestRulesetCommands(t *testing.T) {
 	if err := o.Load(""); err != nil {
 		t.Fatal(err)
 	}
-	root := filepath.Join(bpffstest.Mount(t), "state")
-	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
-	cli := func(args ...string) (string, string, int) {
-		return runCLI(append([]string{"--state", root, "--netns", nsPath, "--netdev-backend", "tc"}, args...)...)
-	}
+	cli := receiverCLI(t, o)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "rules.nft")
 	writeFile(t, file, `flush ruleset
@@ -47,14 +45,10 @@ table netdev f {
 	if out, errOut, code := cli("-f", file); code != 0 {
 		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
 	}
-	udp := func(port uint16) []byte {
-		return packet.MustBuild(&packet.Ethernet{Dst: o.ReceiverMAC(), Src: o.SenderMAC()},
-			&packet.IPv4{Src: oracle.SenderIPv4, Dst: oracle.ReceiverIPv4}, &packet.UDP{SrcPort: 4000, DstPort: port})
-	}
 	send := func(port uint16, n int, want oracle.Result) {
 		t.Helper()
 		for i := 0; i < n; i++ {
-			r, err := o.Verdict(udp(port))
+			r, err := o.Verdict(udpFrame(o, false, port))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,9 +118,143 @@ table netdev f {
 	}
 }
 
+// receiverCLI returns a runner of the CLI acting in o's receiver namespace
+// with a state directory on a bpffs of the test's own, netdev chains on
+// tcx.
+func receiverCLI(t *testing.T, o *oracle.Oracle) func(args ...string) (stdout, stderr string, code int) {
+	root := filepath.Join(bpffstest.Mount(t), "state")
+	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
+	return func(args ...string) (string, string, int) {
+		return runCLI(append([]string{"--state", root, "--netns", nsPath, "--netdev-backend", "tc"}, args...)...)
+	}
+}
+
+// udpFrame is a UDP datagram from o's sender to its receiver, source port
+// 4000.
+func udpFrame(o *oracle.Oracle, v6 bool, port uint16) []byte {
+	var ip packet.Layer = &packet.IPv4{Src: oracle.SenderIPv4, Dst: oracle.ReceiverIPv4}
+	if v6 {
+		ip = &packet.IPv6{Src: oracle.SenderIPv6, Dst: oracle.ReceiverIPv6}
+	}
+	return packet.MustBuild(&packet.Ethernet{Dst: o.ReceiverMAC(), Src: o.SenderMAC()}, ip, &packet.UDP{SrcPort: 4000, DstPort: port})
+}
+
 func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// counterRE matches a counter with its values in a listing.
+var counterRE = regexp.MustCompile(`counter packets (\d+) bytes (\d+)`)
+
+// TestListReloads: the output of list ruleset, loaded back with -f (after
+// "flush ruleset", as with nft: nft -f adds to the running ruleset), gives
+// the same listing, counters included; the counters, all of whose rules are
+// unchanged, go on counting from where they were.
+func TestListReloads(t *testing.T) {
+	privtest.Require(t)
+	o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Load(""); err != nil {
+		t.Fatal(err)
+	}
+	cli := receiverCLI(t, o)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rules.nft"), `flush ruleset
+table netdev f {
+	chain ing {
+		type filter hook ingress device "`+o.ReceiverIfname()+`" priority 0; policy accept;
+		udp dport 9 counter drop
+		udp dport 7 counter
+		udp dport 7 counter
+		ip6 saddr 2001:db8::/64 udp dport 20-29 counter jump v6
+		udp dport { 10, 11 } counter accept comment "pair"
+	}
+	chain v6 {
+		udp dport 21 counter drop
+		counter return
+	}
+}
+table inet g {
+	set ports {
+		type inet_service; flags constant
+		elements = { 53, 123 }
+	}
+	chain pre {
+		type filter hook prerouting priority -5; policy accept;
+		udp dport @ports counter accept comment "dns and ntp"
+		ip6 nexthdr udp counter
+	}
+}
+table ip h {
+	chain in {
+		type filter hook input priority 10; policy accept;
+		udp dport 9999 counter drop
+	}
+}
+`)
+	load := func(name string) {
+		t.Helper()
+		if out, errOut, code := cli("-f", filepath.Join(dir, name)); code != 0 {
+			t.Fatalf("-f %s: exit %d: %s %s", name, code, out, errOut)
+		}
+	}
+	list := func() string {
+		t.Helper()
+		out, errOut, code := cli("list", "ruleset")
+		if code != 0 {
+			t.Fatalf("list ruleset: exit %d: %s", code, errOut)
+		}
+		return out
+	}
+	// Traffic that every counter sees.
+	traffic := func() {
+		t.Helper()
+		for _, d := range []struct {
+			v6    bool
+			port  uint16
+			times int
+		}{
+			{false, 7, 3}, {false, 9, 2}, {false, 10, 1}, {false, 11, 1}, {false, 53, 2}, {false, 9999, 2},
+			{true, 21, 2}, {true, 22, 1}, {true, 123, 1},
+		} {
+			for range d.times {
+				if _, err := o.Verdict(udpFrame(o, d.v6, d.port)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+
+	load("rules.nft")
+	traffic()
+	before := list()
+	for _, m := range counterRE.FindAllStringSubmatch(before, -1) {
+		if m[1] == "0" {
+			t.Errorf("a counter stayed zero (the traffic misses its rule):\n%s", before)
+			break
+		}
+	}
+	writeFile(t, filepath.Join(dir, "x.nft"), "flush ruleset\n"+before)
+	load("x.nft")
+	if after := list(); after != before {
+		t.Fatalf("listing changed by re-loading it:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+
+	// The same traffic again doubles every counter.
+	traffic()
+	want := counterRE.ReplaceAllStringFunc(before, func(s string) string {
+		m := counterRE.FindStringSubmatch(s)
+		p, _ := strconv.ParseUint(m[1], 10, 64)
+		b, _ := strconv.ParseUint(m[2], 10, 64)
+		return fmt.Sprintf("counter packets %d bytes %d", 2*p, 2*b)
+	})
+	if got := list(); got != want {
+		t.Errorf("counters did not go on from where they were:\n--- got\n%s\n--- want\n%s", got, want)
 	}
 }
