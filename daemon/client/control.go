@@ -1,0 +1,51 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Control requests of the daemon (see package daemon, control.go).
+const (
+	controlSubsys         = 0xf0
+	controlListObjects    = 1
+	controlListNamespaces = 2
+	controlAttrJSON       = 1
+)
+
+// ListObjects asks the daemon for the objects the caller sees (its own
+// user namespace's and its descendants', with its own level's IDs) and
+// decodes the JSON reply into v (e.g. *[]daemon.ObjectInfo or
+// *[]map[string]any).
+func ListObjects(c *netlink.Conn, v any) error { return control(c, controlListObjects, v) }
+
+// ListNamespaces asks the daemon for the namespace tree (host only).
+func ListNamespaces(c *netlink.Conn, v any) error { return control(c, controlListNamespaces, v) }
+
+func control(c *netlink.Conn, cmd uint16, v any) error {
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(controlSubsys<<8 | cmd), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return err
+		}
+		for ad.Next() {
+			if ad.Type() == controlAttrJSON {
+				return json.Unmarshal(ad.Bytes(), v)
+			}
+		}
+	}
+	return fmt.Errorf("bpfilter-nft daemon: reply without a document")
+}
