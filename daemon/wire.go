@@ -103,7 +103,7 @@ func replyErrno(m netlink.Message) (unix.Errno, bool) {
 }
 
 // Message types of the nfnetlink batch envelope and nf_tables.
-func subsys(t netlink.HeaderType) uint16 { return uint16(t) >> 8 }
+func subsys(t netlink.HeaderType) uint16  { return uint16(t) >> 8 }
 func msgType(t netlink.HeaderType) uint16 { return uint16(t) & 0xff }
 
 func isBatchBegin(m netlink.Message) bool {
