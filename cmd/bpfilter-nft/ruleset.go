@@ -18,6 +18,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/state"
 	"github.com/bpfilter-nft/bpfilter-nft/translate"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
 // rulesetFlags are the nft-like options of the commands that change or show
@@ -176,6 +177,13 @@ func (t *target) apply(stdout io.Writer, g rulesetFlags, name, input string) err
 	if err != nil {
 		return err
 	}
+	return t.applyRuleset(stdout, g, name, rs)
+}
+
+// applyRuleset translates and compiles decoded nf_tables objects and
+// applies them (the loader stores their nft text), or with check only
+// reports.
+func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs *nlmsg.Ruleset) error {
 	opts, err := t.pipelineOptions(g)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pktgen"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
 // Options tune a check.
@@ -32,6 +33,15 @@ type Options struct {
 	// ruleset the kernel gets. It exists to show that the harness finds
 	// differences.
 	BPFRuleset string
+	// BPFObjects, when set, is compiled for the BPF side instead of
+	// ruleset: decoded nf_tables objects from another front end (such
+	// as translate/iptables).
+	BPFObjects *nlmsg.Ruleset
+	// LoadKernel, when set, loads the kernel side instead of
+	// o.Load(ruleset), for rulesets that come from another tool (such as
+	// iptables-nft-restore run in the receiver namespace). It must keep
+	// the oracle's observers: o.Load("") and then add to it.
+	LoadKernel func(o *oracle.Oracle) error
 }
 
 // Mismatch is a frame on which a program and the kernel disagree.
@@ -83,7 +93,13 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 	}
 	for _, typ := range types {
 		typ := typ
-		res, err := pipeline.TranslateReader("ruleset", strings.NewReader(bpfRuleset), pipeline.Options{Type: &typ, NetNS: ns})
+		var res *pipeline.Result
+		var err error
+		if opts.BPFObjects != nil {
+			res, err = pipeline.Translate(opts.BPFObjects, pipeline.Options{Type: &typ, NetNS: ns})
+		} else {
+			res, err = pipeline.TranslateReader("ruleset", strings.NewReader(bpfRuleset), pipeline.Options{Type: &typ, NetNS: ns})
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +128,11 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 	rep.Frames = len(cases)
 
 	// The kernel's verdicts.
-	if err := o.Load(ruleset); err != nil {
+	load := func(o *oracle.Oracle) error { return o.Load(ruleset) }
+	if opts.LoadKernel != nil {
+		load = opts.LoadKernel
+	}
+	if err := load(o); err != nil {
 		return nil, err
 	}
 	kernel := make([]oracle.Result, len(cases))

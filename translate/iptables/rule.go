@@ -229,6 +229,9 @@ func parseRule(fam nlmsg.Family, chain string, args []string) (*ruleSpec, error)
 			return nil, fmt.Errorf("unknown option %q", a)
 		}
 		if err != nil {
+			if short == "m" {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%s: %w", a, err)
 		}
 		inv = false
