@@ -445,6 +445,9 @@ func (m *iprangeMatch) option(opt string, inv bool, arg func() (string, error)) 
 }
 
 func (m *iprangeMatch) final(r *ruleSpec) error {
+	if m.src == nil && m.dst == nil {
+		return fmt.Errorf("--src-range or --dst-range is required")
+	}
 	want := 4
 	if r.family == nlmsg.FamilyIPv6 {
 		want = 16

@@ -211,8 +211,18 @@ func parseRule(fam nlmsg.Family, chain string, args []string) (*ruleSpec, error)
 				r.matches = append(r.matches, m)
 			}
 		case "c":
-			if _, err = arg(); err == nil {
-				_, err = arg()
+			// -c PKTS BYTES, or -c PKTS,BYTES.
+			var v string
+			if v, err = arg(); err == nil {
+				if p, b, ok := strings.Cut(v, ","); ok {
+					if !isDigits(p) || !isDigits(b) {
+						err = fmt.Errorf("bad counters %q", v)
+					}
+				} else if !isDigits(v) {
+					err = fmt.Errorf("bad counters %q", v)
+				} else if v, err = arg(); err == nil && !isDigits(v) {
+					err = fmt.Errorf("bad counters %q", v)
+				}
 			}
 		case "4":
 			if fam != nlmsg.FamilyIPv4 {
