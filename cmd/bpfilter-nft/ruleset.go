@@ -331,9 +331,10 @@ func (t *target) live() (*liveRuleset, error) {
 	values := map[textID][]codegen.CounterValue{}
 	seen := map[textID]int{}
 	for i, r := range snap.Manifest.Rules {
-		k := textID{r.Family, r.Table, r.Chain, r.Text, 0}
-		k.nth = seen[k]
-		seen[k]++
+		first := textID{r.Family, r.Table, r.Chain, r.Text, 0}
+		k := first
+		k.nth = seen[first]
+		seen[first]++
 		if i < len(snap.Counters) {
 			values[k] = snap.Counters[i]
 		}

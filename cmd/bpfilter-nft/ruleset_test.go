@@ -174,10 +174,18 @@ table netdev f {
 		udp dport 7 counter
 		ip6 saddr 2001:db8::/64 udp dport 20-29 counter jump v6
 		udp dport { 10, 11 } counter accept comment "pair"
+		udp dport 7-8 jump same
 	}
 	chain v6 {
 		udp dport 21 counter drop
 		counter return
+	}
+	chain same {
+		udp dport 7-8 counter
+		meta protocol ip6 return
+		udp dport 7-8 counter
+		udp dport 8 return
+		udp dport 7-8 counter
 	}
 }
 table inet g {
@@ -220,7 +228,7 @@ table ip h {
 			port  uint16
 			times int
 		}{
-			{false, 7, 3}, {false, 9, 2}, {false, 10, 1}, {false, 11, 1}, {false, 53, 2}, {false, 9999, 2},
+			{false, 7, 3}, {false, 8, 2}, {true, 7, 1}, {false, 9, 2}, {false, 10, 1}, {false, 11, 1}, {false, 53, 2}, {false, 9999, 2},
 			{true, 21, 2}, {true, 22, 1}, {true, 123, 1},
 		} {
 			for range d.times {
@@ -234,11 +242,24 @@ table ip h {
 	load("rules.nft")
 	traffic()
 	before := list()
-	for _, m := range counterRE.FindAllStringSubmatch(before, -1) {
+	counters := counterRE.FindAllStringSubmatch(before, -1)
+	if n := strings.Count(before, "counter"); n != len(counters) {
+		t.Errorf("%d of %d counters listed without values:\n%s", n-len(counters), n, before)
+	}
+	for _, m := range counters {
 		if m[1] == "0" {
 			t.Errorf("a counter stayed zero (the traffic misses its rule):\n%s", before)
 			break
 		}
+	}
+	// Equal rules of a chain keep their own counters: the first of the
+	// three in chain same counts every datagram to 7 or 8, the second
+	// the IPv4 ones, the third those to 7.
+	if same := before[strings.Index(before, "chain same"):]; !regexp.MustCompile(`(?s)` +
+		`dport <= 8 counter packets 6 bytes \d+\n.*` +
+		`dport <= 8 counter packets 5 bytes \d+\n.*` +
+		`dport <= 8 counter packets 3 bytes \d+\n`).MatchString(same) {
+		t.Errorf("counters of the equal rules in chain same, want 6, 5 and 3 packets:\n%s", same)
 	}
 	writeFile(t, filepath.Join(dir, "x.nft"), "flush ruleset\n"+before)
 	load("x.nft")
