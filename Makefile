@@ -21,6 +21,7 @@ demo: build ## scratch namespace pair, a real ruleset on XDP, packets dropped an
 
 conformance: build ## compile nftables' own rule tests; print compiled/refused/mismatched counts
 	$(BIN) conformance --corpus $(CORPUS)/nftables-py
+	$(BIN) conformance --iptables $(CORPUS)/iptables-ext
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz $${FUZZTIME:-30s}

@@ -8,12 +8,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/conformance"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/iptconf"
 )
 
 func init() {
 	register(&command{
 		name:    "conformance",
-		args:    "[--corpus DIR] [--dirs ip,netdev,any] [--no-diff] [--count N] [-v]",
+		args:    "[--corpus DIR] [--dirs ip,netdev,any] [--no-diff] [--count N] [-v] [--iptables DIR]",
 		summary: "run nftables' own rule tests: compiled / refused / mismatched counts",
 		run:     runConformance,
 	})
@@ -38,8 +39,12 @@ func runConformance(stdout, stderr io.Writer, args []string) error {
 	noDiff := fs.Bool("no-diff", false, "only compile; do not compare verdicts with the kernel")
 	count := fs.Int("count", 40, "random frames per rule besides the probes")
 	verbose := fs.Bool("v", false, "print every rule's outcome")
+	iptDir := fs.String("iptables", "", "run iptables' extension tests (.t and .txlate) in `DIR` through the restore front end instead")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *iptDir != "" {
+		return runIptablesConformance(stdout, *iptDir, *verbose)
 	}
 	var files []string
 	for _, d := range strings.Split(*dirs, ",") {
@@ -84,6 +89,50 @@ func runConformance(stdout, stderr io.Writer, args []string) error {
 	}
 	if total.Mismatched > 0 || total.Failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d rules got verdicts that differ from the kernel's, %d could not be checked", total.Mismatched, total.Failed)}
+	}
+	return nil
+}
+
+// runIptablesConformance prints the figures of iptables' extension tests
+// run through translate/iptables. Exit status 1 when an OK line is rejected
+// or a FAIL line accepted.
+func runIptablesConformance(stdout io.Writer, dir string, verbose bool) error {
+	lines, err := iptconf.RunT(dir)
+	if err != nil {
+		return err
+	}
+	bad := 0
+	for _, l := range lines {
+		wrong := l.Outcome == iptconf.WronglyFails || l.Outcome == iptconf.WronglyOK
+		if wrong {
+			bad++
+		}
+		if verbose || wrong {
+			fmt.Fprintf(stdout, "%s:%d %s: %s %s\n", l.File, l.Line, l.Rule, l.Outcome, l.Reason)
+		}
+	}
+	sum := iptconf.Summary(lines)
+	fmt.Fprintf(stdout, "iptables .t lines of the filter table: %d\n", len(lines))
+	for _, o := range []iptconf.Outcome{iptconf.Accepted, iptconf.Unsupported, iptconf.Rejected, iptconf.WronglyFails, iptconf.WronglyOK} {
+		fmt.Fprintf(stdout, "  %-15s %d\n", o, sum[o])
+	}
+	tx, err := iptconf.RunTxlate(dir)
+	if err != nil {
+		return err
+	}
+	counts := map[string]int{}
+	for _, r := range tx {
+		counts[r.Status]++
+		if verbose && (r.Status == "differs" || r.Status == "rejected") {
+			fmt.Fprintf(stdout, "%s: %s\n  expected %s\n  got      %s\n  %s\n", r.File, r.Command, r.Expected, r.Got, r.Reason)
+		}
+	}
+	fmt.Fprintf(stdout, "iptables .txlate entries: %d\n", len(tx))
+	for _, st := range []string{"equal", "same", "differs", "rejected", "unsupported", "skipped"} {
+		fmt.Fprintf(stdout, "  %-15s %d\n", st, counts[st])
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d .t lines with the wrong outcome", bad)
 	}
 	return nil
 }
