@@ -752,6 +752,9 @@ func detachExcept(st *state.Dir, keep map[string]bool) error {
 			if keep[n] || !strings.HasPrefix(n, prefix) {
 				continue
 			}
+			if prefix == "link-" {
+				detachPinned(st.PinPath(n))
+			}
 			if err := st.Remove(n); err != nil {
 				errs = append(errs, err)
 			}
@@ -761,6 +764,21 @@ func detachExcept(st *state.Dir, keep map[string]bool) error {
 }
 
 // removeExcept unpins every entry not in keep, links and arrays first.
+// detachPinned detaches the link pinned at path right away. Removing the
+// last pin alone is not enough: the kernel releases a link whose last
+// reference was a pin from a work queue, so its program would go on
+// filtering for a while after we return. Errors are left to the pin's
+// removal that follows (a link that is already defunct, for one, because
+// its device or cgroup went away, has nothing left to detach).
+func detachPinned(path string) {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return
+	}
+	defer l.Close()
+	l.Detach()
+}
+
 func removeExcept(st *state.Dir, keep map[string]bool) error {
 	err := detachExcept(st, keep)
 	names, lerr := st.Entries()
