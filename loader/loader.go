@@ -763,7 +763,6 @@ func detachExcept(st *state.Dir, keep map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// removeExcept unpins every entry not in keep, links and arrays first.
 // detachPinned detaches the link pinned at path right away. Removing the
 // last pin alone is not enough: the kernel releases a link whose last
 // reference was a pin from a work queue, so its program would go on
@@ -779,6 +778,7 @@ func detachPinned(path string) {
 	l.Detach()
 }
 
+// removeExcept unpins every entry not in keep, links and arrays first.
 func removeExcept(st *state.Dir, keep map[string]bool) error {
 	err := detachExcept(st, keep)
 	names, lerr := st.Entries()
