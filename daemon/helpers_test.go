@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -53,7 +54,11 @@ func startServerAt(t *testing.T, root string, limits Limits) *testServer {
 	t.Helper()
 	sock := filepath.Join(os.TempDir(), fmt.Sprintf("bpfnft-test-%d-%d.sock", os.Getpid(), testCounter.Add(1)))
 	buf := &syncBuffer{}
-	s, err := Listen(Config{Socket: sock, StateRoot: filepath.Join(root, "state"), Limits: limits, Log: log.New(buf, "", 0)})
+	var w io.Writer = buf
+	if os.Getenv("BPFNFT_DAEMON_LOG") != "" {
+		w = io.MultiWriter(buf, os.Stderr)
+	}
+	s, err := Listen(Config{Socket: sock, StateRoot: filepath.Join(root, "state"), Limits: limits, Log: log.New(w, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

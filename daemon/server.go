@@ -352,16 +352,17 @@ func (s *Server) handle(cn *conn, dgram []byte) [][]byte {
 	}
 	replies, err := s.serve(cn, msgs, dgram)
 	if err != nil {
-		var re *requestError
-		if !errors.As(err, &re) {
-			re = &requestError{errno: errnoOf(err), msg: err.Error()}
-		}
-		replies = [][]byte{mustMarshal(errorMessage(msgs[0], re.errno, re.msg))}
+		s.logf("pid %d: request refused: %v", cn.peer.PID, err)
+		replies = errorReplies(msgs, err)
 	}
 	return rewritePID(replies, msgs[0].Header.PID)
 }
 
 func errnoOf(err error) unix.Errno {
+	var re *requestError
+	if errors.As(err, &re) {
+		return re.errno
+	}
 	var se *ScopeError
 	if errors.As(err, &se) {
 		return se.Errno()
@@ -580,6 +581,32 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		s.logf("%v", err)
 	}
 	return nil
+}
+
+// errorReplies answers a request the daemon refuses before or instead of
+// the kernel as the kernel answers a failing request: a lone request gets
+// one error; in a batch, as nfnetlink_rcv_batch does, the message at fault
+// gets the error and every other message asking for one gets its ACK — a
+// client waits for exactly those. EPERM is the exception: the kernel
+// checks CAP_NET_ADMIN once per batch and answers with a single error.
+func errorReplies(msgs []netlink.Message, err error) [][]byte {
+	var re *requestError
+	batch := isBatchBegin(msgs[0])
+	if !batch || (errors.As(err, &re) && re.errno == unix.EPERM) {
+		return [][]byte{mustMarshal(errorMessage(msgs[0], errnoOf(err), err.Error()))}
+	}
+	return refuse(msgs, batchAcks(msgs), err)
+}
+
+// batchAcks returns the ACKs the kernel sends for a batch it accepted.
+func batchAcks(msgs []netlink.Message) [][]byte {
+	var out [][]byte
+	for _, m := range msgs {
+		if isNftables(m) && m.Header.Flags&netlink.Acknowledge != 0 {
+			out = append(out, mustMarshal(errorMessage(m, 0, "")))
+		}
+	}
+	return out
 }
 
 // refusal is a translation refusal, attributed to the message that added

@@ -179,25 +179,43 @@ func mirrorLinks(ns *nsctx.NetNS, links []link) error {
 		return err
 	}
 	defer c.Close()
+	kinds := mirrorKinds
 	for _, l := range links {
-		ae := netlink.NewAttributeEncoder()
-		ae.String(unix.IFLA_IFNAME, l.name)
-		ae.Nested(unix.IFLA_LINKINFO, func(n *netlink.AttributeEncoder) error {
-			n.String(unix.IFLA_INFO_KIND, "dummy")
-			return nil
-		})
-		attrs, err := ae.Encode()
-		if err != nil {
-			return err
+		for {
+			err = newLink(c, l, kinds[0])
+			if errors.Is(err, unix.EOPNOTSUPP) && len(kinds) > 1 {
+				kinds = kinds[1:] // the kernel lacks this link kind
+				continue
+			}
+			break
 		}
-		hdr := make([]byte, unix.SizeofIfInfomsg)
-		binary.NativeEndian.PutUint32(hdr[4:8], uint32(l.index))
-		if _, err := c.Execute(netlink.Message{
-			Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl},
-			Data:   append(hdr, attrs...),
-		}); err != nil {
+		if err != nil {
 			return fmt.Errorf("stand-in for interface %s (index %d): %w", l.name, l.index, err)
 		}
 	}
 	return nil
+}
+
+// mirrorKinds are the link kinds tried for stand-in devices, in order; only
+// name and ifindex matter.
+var mirrorKinds = []string{"dummy", "ifb", "bridge"}
+
+func newLink(c *netlink.Conn, l link, kind string) error {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, l.name)
+	ae.Nested(unix.IFLA_LINKINFO, func(n *netlink.AttributeEncoder) error {
+		n.String(unix.IFLA_INFO_KIND, kind)
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, unix.SizeofIfInfomsg)
+	binary.NativeEndian.PutUint32(hdr[4:8], uint32(l.index))
+	_, err = c.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl},
+		Data:   append(hdr, attrs...),
+	})
+	return err
 }
