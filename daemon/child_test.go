@@ -176,10 +176,20 @@ type child struct {
 // Files in extra are inherited as descriptors 3, 4, ….
 func startChild(t *testing.T, sock string, extra ...*os.File) *child {
 	t.Helper()
+	return startNestedChild(t, sock, 1, extra...)
+}
+
+// startNestedChild is startChild depth user+network namespaces deep.
+func startNestedChild(t *testing.T, sock string, depth int, extra ...*os.File) *child {
+	t.Helper()
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Skip("privileged: unshare not installed")
 	}
-	cmd := exec.Command("unshare", "-Urn", os.Args[0])
+	var args []string
+	for i := 0; i < depth; i++ {
+		args = append(args, "unshare", "-Urn")
+	}
+	cmd := exec.Command(args[0], append(args[1:], os.Args[0])...)
 	cmd.Env = append(os.Environ(), childEnv+"=interactive", client.SocketEnv+"="+sock)
 	pr, pw, err := os.Pipe()
 	if err != nil {
