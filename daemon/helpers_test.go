@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
@@ -58,7 +59,7 @@ func startServerAt(t *testing.T, root string, limits Limits) *testServer {
 	if os.Getenv("BPFNFT_DAEMON_LOG") != "" {
 		w = io.MultiWriter(buf, os.Stderr)
 	}
-	s, err := Listen(Config{Socket: sock, StateRoot: filepath.Join(root, "state"), Limits: limits, Log: log.New(w, "", 0)})
+	s, err := Listen(Config{Socket: sock, StateRoot: filepath.Join(root, "state"), Limits: limits, Log: log.New(w, "", 0), ReapInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

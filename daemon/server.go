@@ -100,6 +100,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Log receives operational and audit lines (default: stderr).
 	Log *log.Logger
+	// ReapInterval is how often namespaces are checked for being gone
+	// (default 5s; see reap.go).
+	ReapInterval time.Duration
 }
 
 // Server is a running daemon.
@@ -116,6 +119,7 @@ type Server struct {
 	conns map[*net.UnixConn]struct{}
 	wg    sync.WaitGroup
 	done  chan struct{}
+	once  sync.Once
 }
 
 type nsLock struct {
@@ -129,6 +133,9 @@ func Listen(cfg Config) (*Server, error) {
 	cfg.Socket = SocketPath(cfg.Socket)
 	if cfg.StateRoot == "" {
 		cfg.StateRoot = state.DefaultRoot
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = 5 * time.Second
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 5 * time.Second
@@ -174,6 +181,7 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	s.ln = ln
 	go s.w.run(s.namespaceGone)
+	go s.reap(cfg.ReapInterval)
 	return s, nil
 }
 
@@ -215,6 +223,12 @@ func (s *Server) Serve() error {
 // Close stops accepting, disconnects every client, waits for requests in
 // progress and releases the watcher. Loaded rulesets stay.
 func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() { err = s.close() })
+	return err
+}
+
+func (s *Server) close() error {
 	close(s.done)
 	err := s.ln.Close()
 	s.mu.Lock()
