@@ -58,6 +58,14 @@ func udpDropRule(tab *nftables.Table, ch *nftables.Chain, port uint16) *nftables
 // loadPortRuleset replaces table ip NAME in conn's namespace with an input
 // chain dropping UDP to port (no chain when port is 0).
 func loadPortRuleset(conn *nftables.Conn, name string, port uint16) error {
+	return loadPortRulesetAt(conn, name, port, 0)
+}
+
+// loadPortRulesetAt is loadPortRuleset with the chain at priority prio.
+// (Two BPF netfilter links at one hook cannot share a priority: the kernel
+// refuses the second with EBUSY, so chains of different tables in one
+// namespace need different priorities.)
+func loadPortRulesetAt(conn *nftables.Conn, name string, port uint16, prio int32) error {
 	tab := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: name}
 	conn.AddTable(tab)
 	conn.DelTable(tab)
@@ -65,7 +73,7 @@ func loadPortRuleset(conn *nftables.Conn, name string, port uint16) error {
 	if port != 0 {
 		policy := nftables.ChainPolicyAccept
 		ch := conn.AddChain(&nftables.Chain{Name: "input", Table: tab, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(prio)), Policy: &policy})
 		conn.AddRule(udpDropRule(tab, ch, port))
 	}
 	return conn.Flush()

@@ -3,8 +3,10 @@ package daemon
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -63,18 +65,19 @@ func pinnedIDs(t *testing.T, dir string) bpfIDs {
 	return ids
 }
 
-// alive returns the objects of ids that still exist.
+// alive returns the objects of ids that still exist. Programs and maps
+// are looked up in the kernel's ID tables without opening them: an open
+// descriptor of a program array is a user reference, and dropping the last
+// one schedules the array's clearing, which must not be provoked here.
 func (ids bpfIDs) alive() []string {
 	var out []string
 	for _, id := range ids.progs {
-		if p, err := ebpf.NewProgramFromID(id); err == nil {
-			p.Close()
+		if next, err := ebpf.ProgramGetNextID(id - 1); err == nil && next == id {
 			out = append(out, "program "+itoa(uint32(id)))
 		}
 	}
 	for _, id := range ids.maps {
-		if m, err := ebpf.NewMapFromID(id); err == nil {
-			m.Close()
+		if next, err := ebpf.MapGetNextID(id - 1); err == nil && next == id {
 			out = append(out, "map "+itoa(uint32(id)))
 		}
 	}
@@ -96,12 +99,17 @@ func waitReleased(t *testing.T, ids bpfIDs, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		runtime.GC() // objects a leaked descriptor holds would go with it
 		left := ids.alive()
 		_, err := os.Stat(dir)
 		if len(left) == 0 && errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		if time.Now().After(deadline) {
+			for _, id := range ids.maps {
+				out, _ := exec.Command("bpftool", "map", "show", "id", itoa(uint32(id))).CombinedOutput()
+				t.Logf("map %d: %s", id, out)
+			}
 			t.Fatalf("namespace gone 20s ago, still alive: %v (state directory present: %v)", left, err == nil)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -152,8 +152,9 @@ func findNetNS(inodes []uint64) map[uint64]*nsctx.NetNS {
 	return out
 }
 
-// releaseDir unpins everything in a namespace's state directory — links
-// and dispatcher arrays first, as loader.Flush does — and removes it.
+// releaseDir unpins everything in a namespace's state directory — links,
+// then dispatcher arrays, then the rest, as loader.Flush does — and
+// removes it.
 func releaseDir(dir string) error {
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -161,7 +162,8 @@ func releaseDir(dir string) error {
 	}
 	var errs []error
 	for _, pass := range []func(string) bool{
-		func(n string) bool { return strings.HasPrefix(n, "link-") || strings.HasPrefix(n, "array-") },
+		func(n string) bool { return strings.HasPrefix(n, "link-") },
+		func(n string) bool { return strings.HasPrefix(n, "array-") },
 		func(string) bool { return true },
 	} {
 		for _, de := range des {
