@@ -34,6 +34,7 @@ type rulesetFlags struct {
 	pid           int
 	netdevBackend string
 	cgroup        string
+	socket        string
 }
 
 func (g *rulesetFlags) register(fs *flag.FlagSet) {
@@ -48,6 +49,7 @@ func (g *rulesetFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.pid, "pid", 0, "act in the network namespace of process `PID`")
 	fs.StringVar(&g.netdevBackend, "netdev-backend", "xdp", "program type of netdev chains: xdp or tc")
 	fs.StringVar(&g.cgroup, "cgroup", "", "put input/output chains on cgroup_skb programs attached to the cgroup at `PATH`")
+	fs.StringVar(&g.socket, "socket", "", "the daemon's Unix socket `PATH` (default $BPFILTER_NFT_SOCKET, else /run/bpfilter-nft.sock)")
 }
 
 // globals holds the options given before the command.
@@ -65,7 +67,7 @@ const rulesetUsage = `Ruleset commands (nft syntax; the state lives pinned under
 `
 
 func init() {
-	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j]", summary: "show the running ruleset with live counters", run: runList})
+	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
 	for _, verb := range []string{"add", "insert", "delete", "replace", "create", "flush"} {
 		register(&command{name: verb, args: "nft command arguments", summary: "edit the running ruleset (nft syntax): " + verb + " …", run: runEdit(verb)})
 	}
@@ -265,6 +267,8 @@ func runList(stdout, stderr io.Writer, args []string) error {
 	}
 	var family, table string
 	switch {
+	case fs.NArg() == 1 && (fs.Arg(0) == "namespaces" || fs.Arg(0) == "objects"):
+		return runListDaemon(stdout, fs.Arg(0))
 	case fs.NArg() == 1 && fs.Arg(0) == "ruleset":
 	case fs.NArg() == 3 && fs.Arg(0) == "table":
 		family, table = fs.Arg(1), fs.Arg(2)
