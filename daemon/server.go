@@ -35,8 +35,8 @@
 //
 // # Scoping and lifecycle
 //
-// See scope.go (IDs per user-namespace level, quotas) and watch.go
-// (namespaces that disappear). On start the daemon rebuilds its registry
+// See scope.go (IDs per user-namespace level, quotas), reap.go and
+// watch.go (namespaces that disappear or that nothing can reach any more). On start the daemon rebuilds its registry
 // from the pinned state (restore.go).
 package daemon
 
@@ -532,6 +532,12 @@ func (s *Server) serve(cn *conn, msgs []netlink.Message, dgram []byte) ([][]byte
 		return nil, err
 	}
 	if !batch || !change {
+		if len(snap.Manifest.Points) == 0 && snap.Manifest.Ruleset == "" {
+			// Nothing stored: do not leave an empty directory behind.
+			if names, err := st.Entries(); err == nil && len(names) == 0 {
+				st.Delete()
+			}
+		}
 		return replies, nil
 	}
 	for _, r := range replies {
