@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	ebpflink "github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
@@ -169,6 +170,14 @@ func releaseDir(dir string) error {
 		for _, de := range des {
 			if !pass(de.Name()) {
 				continue
+			}
+			if strings.HasPrefix(de.Name(), "link-") {
+				// Detach now: a link whose last reference was a pin
+				// is released later, from a work queue.
+				if l, err := ebpflink.LoadPinnedLink(filepath.Join(dir, de.Name()), nil); err == nil {
+					l.Detach()
+					l.Close()
+				}
 			}
 			if err := os.Remove(filepath.Join(dir, de.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
