@@ -5,7 +5,7 @@ BIN      := bin/bpfilter-nft
 PKGS     := ./...
 CORPUS   ?= ../shared/corpus
 
-.PHONY: help build test demo conformance fuzz bench lint clean
+.PHONY: help build test demo conformance fuzz bench loadtest lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,8 +26,11 @@ conformance: build ## compile nftables' own rule tests; print compiled/refused/m
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz $${FUZZTIME:-30s}
 
-bench: build ## per-packet cost table (ratios to an empty program)
-	$(BIN) bench
+bench: ## per-packet cost per program type and rule count, with ratios to an empty program
+	$(GO) test -run '^$$' -bench BenchmarkRun -benchtime 200x ./codegen/
+
+loadtest: ## the daemon load test at full scale: 50 clients, 10 namespaces, 20 reloads each
+	BPFNFT_LOAD_FULL=1 $(GO) test -count=1 -run '^TestLoad$$' -v ./daemon/
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

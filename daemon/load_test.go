@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -20,12 +21,14 @@ import (
 // end with exactly its last ruleset, each namespace with exactly its
 // clients' tables and one program, link and dispatcher per table; after
 // the namespaces go, nothing is left. Requests per second and latency
-// percentiles are logged. -short runs a tenth of it.
+// percentiles are logged.
 func TestLoad(t *testing.T) {
 	s := startServer(t, Limits{})
-	clients, namespaces, reloads := 50, 10, 20
-	if testing.Short() {
-		clients, namespaces, reloads = 10, 5, 4
+	// The scale (50 clients, 10 namespaces, 20 reloads each) runs
+	// with BPFNFT_LOAD_FULL=1 (make loadtest); make test runs a tenth.
+	clients, namespaces, reloads := 10, 5, 4
+	if os.Getenv("BPFNFT_LOAD_FULL") == "1" && !testing.Short() {
+		clients, namespaces, reloads = 50, 10, 20
 	}
 	nss := make([]*nsctx.NetNS, namespaces)
 	for i := range nss {
