@@ -508,6 +508,10 @@ func (s *Server) serve(cn *conn, msgs []netlink.Message, dgram []byte) ([][]byte
 	if batch && change {
 		op = "change"
 	}
+	wantID, dgram, err := batchRulesetID(msgs, dgram)
+	if err != nil {
+		return nil, &requestError{errno: unix.EINVAL, msg: err.Error()}
+	}
 	t, err := s.authorise(cn, op)
 	if err != nil {
 		return nil, err
@@ -518,9 +522,20 @@ func (s *Server) serve(cn *conn, msgs []netlink.Message, dgram []byte) ([][]byte
 	if err != nil {
 		return nil, err
 	}
+	// The state lock is held from reading the stored ruleset to the
+	// end of the change: a direct CLI writer of the same namespace in
+	// between would otherwise be overwritten.
+	unlockState, err := st.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlockState()
 	snap, err := loader.Load(st)
 	if err != nil {
 		return nil, err
+	}
+	if wantID != 0 && wantID != RulesetID(snap.Manifest.Ruleset) {
+		return nil, &requestError{errno: unix.ERESTART, msg: "the stored ruleset changed since the batch was computed; fetch it again and retry"}
 	}
 	sess, err := openSession(t.ns, snap.Manifest.Ruleset, s.nft)
 	if err != nil {
@@ -561,7 +576,7 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		return &requestError{errno: unix.EOPNOTSUPP, msg: err.Error()}
 	}
 	if len(rs.Tables) == 0 {
-		if err := loader.Flush(st); err != nil {
+		if err := loader.FlushLocked(st); err != nil {
 			return err
 		}
 		s.reg.Drop(t.ns.Inode())
@@ -583,7 +598,7 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		s.logf("audit: refused: pid=%d uid=%d netns=%d: %v", cn.peer.PID, cn.peer.UID, t.ns.Inode(), err)
 		return err
 	}
-	if err := loader.Apply(t.ns, st, res, loader.Options{}); err != nil {
+	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true}); err != nil {
 		return err
 	}
 	snap, err := loader.Load(st)
@@ -607,12 +622,13 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 // the kernel as the kernel answers a failing request: a lone request gets
 // one error; in a batch, as nfnetlink_rcv_batch does, the message at fault
 // gets the error and every other message asking for one gets its ACK — a
-// client waits for exactly those. EPERM is the exception: the kernel
-// checks CAP_NET_ADMIN once per batch and answers with a single error.
+// client waits for exactly those. EPERM and ERESTART are the exceptions:
+// the kernel checks CAP_NET_ADMIN and the generation ID once per batch and
+// answers with a single error.
 func errorReplies(msgs []netlink.Message, err error) [][]byte {
 	var re *requestError
 	batch := isBatchBegin(msgs[0])
-	if !batch || (errors.As(err, &re) && re.errno == unix.EPERM) {
+	if !batch || (errors.As(err, &re) && (re.errno == unix.EPERM || re.errno == unix.ERESTART)) {
 		return [][]byte{mustMarshal(errorMessage(msgs[0], errnoOf(err), err.Error()))}
 	}
 	return refuse(msgs, batchAcks(msgs), err)

@@ -10,6 +10,10 @@
 //	Load(st)                  the stored ruleset and its live counters
 //	Flush(st)                 detach and unpin everything of st's namespace
 //
+// A caller that reads the running ruleset to compute the next one holds
+// st.Lock() from the read to the end of the change and passes
+// Options.Locked (or calls FlushLocked).
+//
 // Apply first builds everything: every program is loaded (so the verifier
 // has accepted all of them), netfilter dispatchers are loaded, devices and
 // cgroup paths are checked. Any failure returns an error naming the table,
@@ -80,6 +84,12 @@ type Options struct {
 	// CounterCapacity is the minimum number of slots of a newly created
 	// counter map; 0 means 1024.
 	CounterCapacity uint32
+	// Locked tells Apply that the caller holds st.Lock(), as it must to
+	// read the running ruleset, compute a change from it and apply the
+	// result as one step (a writer that reads before the lock can
+	// overwrite a concurrent writer's change). Apply then does not take
+	// the lock itself.
+	Locked bool
 }
 
 // Point kinds.
@@ -132,11 +142,13 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	if ns != nil && ns.Inode() != st.NetNS() {
 		return fmt.Errorf("state directory %s belongs to network namespace %d, not %d", st.Path(), st.NetNS(), ns.Inode())
 	}
-	unlock, err := st.Lock()
-	if err != nil {
-		return err
+	if !opts.Locked {
+		unlock, err := st.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 
 	old, err := readManifest(st, state.StateName)
 	if err != nil {
@@ -801,6 +813,11 @@ func Flush(st *state.Dir) error {
 		return err
 	}
 	defer unlock()
+	return FlushLocked(st)
+}
+
+// FlushLocked is Flush for a caller that holds st.Lock().
+func FlushLocked(st *state.Dir) error {
 	if err := removeExcept(st, map[string]bool{}); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}

@@ -202,17 +202,42 @@ func (d *Dir) NetNS() uint64 { return d.netns }
 func (d *Dir) PinPath(name string) string { return filepath.Join(d.path, name) }
 
 // Lock takes an exclusive flock on the directory, serialising writers
-// across processes; call the returned function to release it.
+// across processes; call the returned function to release it. A writer
+// that reads the stored ruleset to compute a change holds the lock from
+// the read to the end of the change. The directory is created if a
+// concurrent Flush removed it, and the lock is taken again if the
+// directory was removed or replaced while Lock waited: the returned lock
+// always covers the directory at Path.
 func (d *Dir) Lock() (func(), error) {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return nil, fmt.Errorf("lock state: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	for {
+		if err := os.MkdirAll(d.path, 0o700); err != nil {
+			return nil, fmt.Errorf("lock state: %w", err)
+		}
+		f, err := os.Open(d.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed between MkdirAll and Open
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock state: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock state %s: %w", d.path, err)
+		}
+		var locked, now unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &locked); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock state %s: %w", d.path, err)
+		}
+		err = unix.Stat(d.path, &now)
+		if err == nil && now.Dev == locked.Dev && now.Ino == locked.Ino {
+			return func() { f.Close() }, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("lock state %s: %w", d.path, err)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("lock state %s: %w", d.path, err)
+		}
 	}
-	return func() { f.Close() }, nil
 }
 
 // Pinner is an object that can be pinned: a program, map or link.

@@ -116,23 +116,42 @@ func runRestore(stdout, stderr io.Writer, args []string) error {
 		fmt.Fprintf(stdout, "%s: %d rules in %d programs compiled; nothing applied (test mode)\n", name, len(res.Rules), len(res.Programs))
 		return nil
 	}
-	return withTarget(g, func(t *target) error {
-		text, err := t.storedText()
-		if err != nil {
-			return err
+	current := func(text string, ns *os.File) (*nlmsg.Ruleset, error) {
+		if strings.TrimSpace(text) == "" {
+			return nil, nil
 		}
-		var cur *nlmsg.Ruleset
-		if strings.TrimSpace(text) != "" {
-			if cur, err = nftfile.Parse("stored ruleset", strings.NewReader(text), nftfile.Options{TargetNetNS: t.ns.File()}); err != nil {
+		return nftfile.Parse("stored ruleset", strings.NewReader(text), nftfile.Options{TargetNetNS: ns})
+	}
+	return withRuleset(g,
+		func(t *target) error {
+			unlock, err := t.st.Lock()
+			if err != nil {
 				return err
 			}
-		}
-		rs, err := restore(cur)
-		if err != nil {
-			return err
-		}
-		return t.applyRuleset(stdout, g, name, rs)
-	})
+			defer unlock()
+			text, err := t.storedText()
+			if err != nil {
+				return err
+			}
+			cur, err := current(text, t.ns.File())
+			if err != nil {
+				return err
+			}
+			rs, err := restore(cur)
+			if err != nil {
+				return err
+			}
+			return t.applyRuleset(stdout, g, name, rs)
+		},
+		func(d *daemonTarget) error {
+			return d.update(stdout, g, name, func(text string) (*nlmsg.Ruleset, error) {
+				cur, err := current(text, d.ns.File())
+				if err != nil {
+					return nil, err
+				}
+				return restore(cur)
+			})
+		})
 }
 
 // restoreError words a parse error as iptables-restore does, with its exit

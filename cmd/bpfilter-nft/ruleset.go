@@ -35,6 +35,7 @@ type rulesetFlags struct {
 	netdevBackend string
 	cgroup        string
 	socket        string
+	noDaemon      bool
 }
 
 func (g *rulesetFlags) register(fs *flag.FlagSet) {
@@ -50,12 +51,16 @@ func (g *rulesetFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.netdevBackend, "netdev-backend", "xdp", "program type of netdev chains: xdp or tc")
 	fs.StringVar(&g.cgroup, "cgroup", "", "put input/output chains on cgroup_skb programs attached to the cgroup at `PATH`")
 	fs.StringVar(&g.socket, "socket", "", "the daemon's Unix socket `PATH` (default $BPFILTER_NFT_SOCKET, else /run/bpfilter-nft.sock)")
+	fs.BoolVar(&g.noDaemon, "no-daemon", false, "change the pinned state directly even when a daemon is running")
 }
 
 // globals holds the options given before the command.
 var globals rulesetFlags
 
-const rulesetUsage = `Ruleset commands (nft syntax; the state lives pinned under --state):
+const rulesetUsage = `Ruleset commands (nft syntax). When a daemon listens at --socket (else
+$BPFILTER_NFT_SOCKET, else /run/bpfilter-nft.sock) they go through it and act
+in this process's network namespace (or --netns/--pid); otherwise, or with
+--no-daemon, they change the state pinned under --state directly:
   bpfilter-nft [OPTIONS] -f FILE         load FILE on top of the running ruleset, as nft -f does
   bpfilter-nft [OPTIONS] -c -f FILE      check FILE: translate and compile, apply nothing
   bpfilter-nft [OPTIONS] list ruleset    the running ruleset with live counters (-a handles, -j JSON)
@@ -117,18 +122,7 @@ type target struct {
 }
 
 func openTarget(g rulesetFlags) (*target, error) {
-	var ns *nsctx.NetNS
-	var err error
-	switch {
-	case g.netns != "" && g.pid != 0:
-		return nil, fmt.Errorf("--netns and --pid are exclusive")
-	case g.netns != "":
-		ns, err = nsctx.OpenNetNS(g.netns)
-	case g.pid != 0:
-		ns, err = nsctx.OpenNetNS(fmt.Sprintf("/proc/%d/ns/net", g.pid))
-	default:
-		ns, err = nsctx.Current()
-	}
+	ns, err := openNetNS(g)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +146,34 @@ func withTarget(g rulesetFlags, fn func(t *target) error) error {
 	return fn(t)
 }
 
-func (t *target) pipelineOptions(g rulesetFlags) (pipeline.Options, error) {
-	opts := pipeline.Options{NetNS: t.ns, Cgroup: g.cgroup != ""}
+// translateRuleset translates and compiles rs for network namespace ns.
+func translateRuleset(g rulesetFlags, ns *nsctx.NetNS, rs *nlmsg.Ruleset) (*pipeline.Result, error) {
+	opts, err := rulesetPipelineOptions(g, ns)
+	if err != nil {
+		return nil, err
+	}
+	res, err := pipeline.Translate(rs, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("nothing applied; these rules cannot be translated exactly:\n%w", err)
+	}
+	return res, nil
+}
+
+// checkRuleset translates and compiles rs and reports, applying nothing.
+func checkRuleset(stdout io.Writer, g rulesetFlags, ns *nsctx.NetNS, name string, rs *nlmsg.Ruleset) error {
+	res, err := translateRuleset(g, ns, rs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d rules in %d programs compiled; nothing applied (check mode)\n", name, len(res.Rules), len(res.Programs))
+	return nil
+}
+
+func rulesetPipelineOptions(g rulesetFlags, ns *nsctx.NetNS) (pipeline.Options, error) {
+	opts := pipeline.Options{NetNS: ns, Cgroup: g.cgroup != ""}
 	typ, err := codegen.ParseProgramType(g.netdevBackend)
 	if err != nil || (typ != codegen.XDP && typ != codegen.TC) {
 		return opts, fmt.Errorf("--netdev-backend %q: want xdp or tc", g.netdevBackend)
@@ -184,28 +204,21 @@ func (t *target) apply(stdout io.Writer, g rulesetFlags, name, input string) err
 
 // applyRuleset translates and compiles decoded nf_tables objects and
 // applies them (the loader stores their nft text), or with check only
-// reports.
+// reports. The caller holds t.st.Lock() from reading the running ruleset
+// on.
 func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs *nlmsg.Ruleset) error {
-	opts, err := t.pipelineOptions(g)
-	if err != nil {
-		return err
-	}
-	res, err := pipeline.Translate(rs, opts)
-	if err != nil {
-		return err
-	}
-	if err := res.Err(); err != nil {
-		return fmt.Errorf("nothing applied; these rules cannot be translated exactly:\n%w", err)
-	}
 	if g.check {
-		fmt.Fprintf(stdout, "%s: %d rules in %d programs compiled; nothing applied (check mode)\n", name, len(res.Rules), len(res.Programs))
-		return nil
+		return checkRuleset(stdout, g, t.ns, name, rs)
+	}
+	res, err := translateRuleset(g, t.ns, rs)
+	if err != nil {
+		return err
 	}
 	cgroup := g.cgroup
 	if cgroup != "" && !filepath.IsAbs(cgroup) {
 		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
 	}
-	return loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup})
+	return loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup, Locked: true})
 }
 
 func loadFile(stdout io.Writer, g rulesetFlags) error {
@@ -227,11 +240,18 @@ func loadFile(stdout io.Writer, g rulesetFlags) error {
 		// nft reads the file itself, so its messages name file:line.
 		name, change = g.file, "include \""+abs+"\"\n"
 	}
-	return withTarget(g, func(t *target) error { return t.change(stdout, g, name, change) })
+	return withRuleset(g,
+		func(t *target) error { return t.change(stdout, g, name, change) },
+		func(d *daemonTarget) error { return d.change(stdout, g, name, change) })
 }
 
 // change applies change (nft -f input) on top of the running ruleset.
 func (t *target) change(stdout io.Writer, g rulesetFlags, name, change string) error {
+	unlock, err := t.st.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	current, err := t.storedText()
 	if err != nil {
 		return err
@@ -249,10 +269,14 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 			return flag.ErrHelp
 		}
 		if verb == "flush" && len(args) == 1 && args[0] == "ruleset" {
-			return withTarget(globals, func(t *target) error { return loader.Flush(t.st) })
+			return withRuleset(globals,
+				func(t *target) error { return loader.Flush(t.st) },
+				func(d *daemonTarget) error { return d.flush() })
 		}
 		cmd := verb + " " + strings.Join(args, " ") + "\n"
-		return withTarget(globals, func(t *target) error { return t.change(stdout, globals, "<cmdline>", cmd) })
+		return withRuleset(globals,
+			func(t *target) error { return t.change(stdout, globals, "<cmdline>", cmd) },
+			func(d *daemonTarget) error { return d.change(stdout, globals, "<cmdline>", cmd) })
 	}
 }
 
@@ -276,23 +300,34 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	return withTarget(g, func(t *target) error {
-		live, err := t.live()
-		if err != nil {
-			return err
-		}
+	show := func(live *liveRuleset, ns *os.File) error {
 		if family != "" && live.table(family, table) == nil {
 			return fmt.Errorf("table %s %s: no such table", family, table)
 		}
 		if g.json {
-			return live.writeJSON(stdout, t, family, table)
+			return live.writeJSON(stdout, ns, family, table)
 		}
 		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter}
 		if family != "" {
 			return live.table(family, table).PrintWith(stdout, opts)
 		}
 		return live.rs.PrintWith(stdout, opts)
-	})
+	}
+	return withRuleset(g,
+		func(t *target) error {
+			live, err := t.live()
+			if err != nil {
+				return err
+			}
+			return show(live, t.ns.File())
+		},
+		func(d *daemonTarget) error {
+			live, err := d.live()
+			if err != nil {
+				return err
+			}
+			return show(live, d.ns.File())
+		})
 }
 
 // liveRuleset is the running ruleset, parsed back from its stored text,
@@ -313,11 +348,18 @@ func (t *target) live() (*liveRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &liveRuleset{text: snap.Manifest.Ruleset, rs: &ir.Ruleset{}, counters: map[ruleID][]codegen.CounterValue{}}
+	return newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, t.ns.File())
+}
+
+// newLiveRuleset parses the stored ruleset text back (nft in a private
+// namespace mirroring ns's interfaces) and matches the counter values of
+// the stored rules (the loader's manifest and snapshot) to its rules.
+func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.CounterValue, ns *os.File) (*liveRuleset, error) {
+	l := &liveRuleset{text: text, rs: &ir.Ruleset{}, counters: map[ruleID][]codegen.CounterValue{}}
 	if strings.TrimSpace(l.text) == "" {
 		return l, nil
 	}
-	msgs, err := nftfile.Parse("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: t.ns.File()})
+	msgs, err := nftfile.Parse("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: ns})
 	if err != nil {
 		return nil, err
 	}
@@ -334,13 +376,13 @@ func (t *target) live() (*liveRuleset, error) {
 	}
 	values := map[textID][]codegen.CounterValue{}
 	seen := map[textID]int{}
-	for i, r := range snap.Manifest.Rules {
+	for i, r := range rules {
 		first := textID{r.Family, r.Table, r.Chain, r.Text, 0}
 		k := first
 		k.nth = seen[first]
 		seen[first]++
-		if i < len(snap.Counters) {
-			values[k] = snap.Counters[i]
+		if i < len(counters) {
+			values[k] = counters[i]
 		}
 	}
 	for _, tab := range l.rs.Tables {
@@ -400,12 +442,12 @@ func (l *liveRuleset) counter(chain string, handle uint64, stmt int) (uint64, ui
 
 // writeJSON prints nft's own JSON listing of the stored ruleset with the
 // live counter values filled in.
-func (l *liveRuleset) writeJSON(w io.Writer, t *target, family, table string) error {
+func (l *liveRuleset) writeJSON(w io.Writer, ns *os.File, family, table string) error {
 	args := []string{"-j", "list", "ruleset"}
 	if family != "" {
 		args = []string{"-j", "list", "table", family, table}
 	}
-	out, err := nftfile.Listing("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: t.ns.File()}, args...)
+	out, err := nftfile.Listing("stored ruleset", strings.NewReader(l.text), nftfile.Options{TargetNetNS: ns}, args...)
 	if err != nil {
 		return err
 	}

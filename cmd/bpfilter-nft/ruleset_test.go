@@ -125,7 +125,9 @@ func receiverCLI(t *testing.T, o *oracle.Oracle) func(args ...string) (stdout, s
 	root := filepath.Join(bpffstest.Mount(t), "state")
 	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
 	return func(args ...string) (string, string, int) {
-		return runCLI(append([]string{"--state", root, "--netns", nsPath, "--netdev-backend", "tc"}, args...)...)
+		// A socket path nothing listens at: the direct path, whatever
+		// daemon the machine runs.
+		return runCLI(append([]string{"--socket", root + "-no-daemon.sock", "--state", root, "--netns", nsPath, "--netdev-backend", "tc"}, args...)...)
 	}
 }
 

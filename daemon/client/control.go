@@ -13,6 +13,7 @@ const (
 	controlSubsys         = 0xf0
 	controlListObjects    = 1
 	controlListNamespaces = 2
+	controlGetRuleset     = 3
 	controlAttrJSON       = 1
 )
 
@@ -24,6 +25,11 @@ func ListObjects(c *netlink.Conn, v any) error { return control(c, controlListOb
 
 // ListNamespaces asks the daemon for the namespace tree (host only).
 func ListNamespaces(c *netlink.Conn, v any) error { return control(c, controlListNamespaces, v) }
+
+// GetRuleset asks the daemon for the stored ruleset of the connection's
+// network namespace with its live counters and decodes the JSON reply
+// into v (e.g. *daemon.RulesetInfo).
+func GetRuleset(c *netlink.Conn, v any) error { return control(c, controlGetRuleset, v) }
 
 func control(c *netlink.Conn, cmd uint16, v any) error {
 	msgs, err := c.Execute(netlink.Message{
