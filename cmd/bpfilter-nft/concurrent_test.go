@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/daemon"
 	"github.com/bpfilter-nft/bpfilter-nft/daemon/client"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
@@ -26,13 +27,13 @@ import (
 var sockCounter int
 
 // startDaemon starts a daemon on a socket and bpffs of the test's own and
-// returns the socket path and the state root.
-func startDaemon(t *testing.T) (sock, root string) {
+// returns the socket path and the state root. Netdev chains go on backend.
+func startDaemon(t *testing.T, backend codegen.ProgramType) (sock, root string) {
 	t.Helper()
 	root = filepath.Join(bpffstest.Mount(t), "state")
 	sockCounter++
 	sock = filepath.Join(os.TempDir(), fmt.Sprintf("bpfnft-test-%d-%d.sock", os.Getpid(), sockCounter))
-	s, err := daemon.Listen(daemon.Config{Socket: sock, StateRoot: root, Log: log.New(io.Discard, "", 0)})
+	s, err := daemon.Listen(daemon.Config{Socket: sock, StateRoot: root, NetdevBackend: backend, Log: log.New(io.Discard, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +55,14 @@ func scratchNetNS(t *testing.T) (*nsctx.NetNS, string) {
 }
 
 // TestConcurrentWriters: writers of one namespace's ruleset — two direct
-// CLI writers (sharing the daemon's state root) and a google/nftables
-// client of the daemon — each add rules one at a time, all at once. Each
+// CLI writers (sharing the daemon's state root), a google/nftables client
+// of the daemon and the CLI's daemon path (which the daemon sends back
+// with ERESTART when the ruleset changed under it) — each add rules one at
+// a time, all at once. Each
 // change is computed from the stored ruleset; none may be lost.
 func TestConcurrentWriters(t *testing.T) {
 	privtest.Require(t)
-	s, root := startDaemon(t)
+	s, root := startDaemon(t, codegen.XDP)
 	ns, nsPath := scratchNetNS(t)
 	g := rulesetFlags{stateRoot: root, netns: nsPath, netdevBackend: "xdp"}
 	direct := func(cmd string) error {
@@ -71,7 +74,7 @@ func TestConcurrentWriters(t *testing.T) {
 
 	const perWriter = 5
 	var wg sync.WaitGroup
-	errs := make(chan error, 3*perWriter)
+	errs := make(chan error, 4*perWriter)
 	for w := range 2 {
 		wg.Add(1)
 		go func() {
@@ -83,6 +86,25 @@ func TestConcurrentWriters(t *testing.T) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		viaG := rulesetFlags{socket: s, netns: nsPath}
+		for i := range perWriter {
+			d, err := dialDaemon(viaG)
+			if err == nil && d == nil {
+				err = fmt.Errorf("no daemon at %s", s)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			if err := d.change(io.Discard, viaG, "<cmdline>", fmt.Sprintf("add rule ip t c udp dport %d counter drop\n", 1200+i)); err != nil {
+				errs <- fmt.Errorf("CLI through the daemon: %w", err)
+			}
+			d.close()
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -118,14 +140,14 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	var want []string
 	for i := range perWriter {
-		want = append(want, fmt.Sprintf("udp dport %d counter", 1000+i), fmt.Sprintf("udp dport %d counter", 1100+i), fmt.Sprintf(`comment "daemon %d"`, i))
+		want = append(want, fmt.Sprintf("udp dport %d counter", 1000+i), fmt.Sprintf("udp dport %d counter", 1100+i), fmt.Sprintf("udp dport %d counter", 1200+i), fmt.Sprintf(`comment "daemon %d"`, i))
 	}
 	for _, w := range want {
 		if !strings.Contains(snap.Manifest.Ruleset, w) {
 			t.Errorf("update lost: the stored ruleset lacks %q:\n%s", w, snap.Manifest.Ruleset)
 		}
 	}
-	if n := strings.Count(snap.Manifest.Ruleset, "counter"); n != 3*perWriter {
-		t.Errorf("%d rules with counters stored, want %d:\n%s", n, 3*perWriter, snap.Manifest.Ruleset)
+	if n := strings.Count(snap.Manifest.Ruleset, "counter"); n != 4*perWriter {
+		t.Errorf("%d rules with counters stored, want %d:\n%s", n, 4*perWriter, snap.Manifest.Ruleset)
 	}
 }

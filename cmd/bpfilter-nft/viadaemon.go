@@ -189,6 +189,9 @@ func replaceBatch(rs *nlmsg.Ruleset, id uint32) []netlink.Message {
 	if rs != nil {
 		for _, m := range nlmsg.Encode(withoutHandles(rs)) {
 			m.Header.Flags |= netlink.Acknowledge | netlink.Create
+			if m.Header.Type == nlmsg.MsgType(unix.NFT_MSG_NEWRULE) {
+				m.Header.Flags |= netlink.Append // in order, as nft adds rules
+			}
 			msgs = append(msgs, m)
 		}
 	}
@@ -196,8 +199,8 @@ func replaceBatch(rs *nlmsg.Ruleset, id uint32) []netlink.Message {
 }
 
 // withoutHandles returns rs with the kernel-assigned handles of its
-// objects removed: a NEWRULE naming a handle would refer to an existing
-// rule.
+// objects removed (a NEWRULE naming a handle would refer to an existing
+// rule) and with the transaction IDs a dump lacks but a batch needs.
 func withoutHandles(rs *nlmsg.Ruleset) *nlmsg.Ruleset {
 	out := &nlmsg.Ruleset{Elems: rs.Elems}
 	for _, t := range rs.Tables {
@@ -210,9 +213,12 @@ func withoutHandles(rs *nlmsg.Ruleset) *nlmsg.Ruleset {
 		c.Handle = 0
 		out.Chains = append(out.Chains, &c)
 	}
-	for _, s := range rs.Sets {
+	for i, s := range rs.Sets {
 		c := *s
 		c.Handle = 0
+		if c.ID == 0 {
+			c.ID = uint32(i + 1) // NEWSET requires a transaction ID
+		}
 		out.Sets = append(out.Sets, &c)
 	}
 	for _, r := range rs.Rules {
