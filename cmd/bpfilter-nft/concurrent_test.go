@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/daemon"
@@ -22,6 +24,8 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/state"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
 var sockCounter int
@@ -150,4 +154,48 @@ func TestConcurrentWriters(t *testing.T) {
 	if n := strings.Count(snap.Manifest.Ruleset, "counter"); n != 4*perWriter {
 		t.Errorf("%d rules with counters stored, want %d:\n%s", n, 4*perWriter, snap.Manifest.Ruleset)
 	}
+}
+
+// TestStaleBatchRestarts: a batch computed from a ruleset that changed
+// since it was fetched is refused with ERESTART and changes nothing.
+func TestStaleBatchRestarts(t *testing.T) {
+	privtest.Require(t)
+	s, root := startDaemon(t, codegen.XDP)
+	ns, nsPath := scratchNetNS(t)
+	g := rulesetFlags{socket: s, netns: nsPath}
+	d, err := dialDaemon(g)
+	if err != nil || d == nil {
+		t.Fatalf("dial daemon: %v", err)
+	}
+	defer d.close()
+	info, err := d.fetch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := nftfileParse(d, info.Ruleset+"\ntable ip stale {}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another writer changes the ruleset.
+	if err := d.change(io.Discard, g, "<cmdline>", "table ip other {}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.send(replaceBatch(stale, info.ID)); !errors.Is(err, unix.ERESTART) {
+		t.Fatalf("stale batch: %v, want ERESTART", err)
+	}
+	st, err := state.Open(ns, state.Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := loader.Load(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(snap.Manifest.Ruleset, "table ip other") || strings.Contains(snap.Manifest.Ruleset, "stale") {
+		t.Errorf("after the stale batch:\n%s", snap.Manifest.Ruleset)
+	}
+}
+
+func nftfileParse(d *daemonTarget, text string) (*nlmsg.Ruleset, error) {
+	return nftfile.Parse("test", strings.NewReader(text), nftfile.Options{TargetNetNS: d.ns.File()})
 }
