@@ -45,8 +45,6 @@ const (
 	KindLink    = "link"
 )
 
-var kinds = []string{KindTable, KindProgram, KindMap, KindLink}
-
 // ObjectInfo is an object as a requester sees it.
 type ObjectInfo struct {
 	Kind string `json:"kind"`

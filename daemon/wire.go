@@ -110,10 +110,6 @@ func isBatchBegin(m netlink.Message) bool {
 	return uint16(m.Header.Type) == unix.NFNL_MSG_BATCH_BEGIN
 }
 
-func isBatchEnd(m netlink.Message) bool {
-	return uint16(m.Header.Type) == unix.NFNL_MSG_BATCH_END
-}
-
 // isNftables reports whether m is an nf_tables message.
 func isNftables(m netlink.Message) bool {
 	return subsys(m.Header.Type) == unix.NFNL_SUBSYS_NFTABLES

@@ -126,17 +126,15 @@ func needProto(r *ruleSpec, mname string, protos ...uint8) error {
 
 // portMatch is -m tcp and -m udp.
 type portMatch struct {
-	proto        uint8
-	mname        string
-	tcp          bool
-	spts, dpts   *[2]uint16
-	invS, invD   bool
-	flagMask     uint8
-	flagCmp      uint8
-	hasFlags     bool
-	invFlags     bool
-	optionGiven  bool
-	tcpOptionSet bool
+	proto      uint8
+	mname      string
+	tcp        bool
+	spts, dpts *[2]uint16
+	invS, invD bool
+	flagMask   uint8
+	flagCmp    uint8
+	hasFlags   bool
+	invFlags   bool
 }
 
 func (m *portMatch) name() string { return m.mname }
@@ -412,7 +410,6 @@ func (m *multiportMatch) emit(r *ruleSpec, e *exprs) error {
 type iprangeMatch struct {
 	src, dst       *[2][]byte
 	invSrc, invDst bool
-	fam            nlmsg.Family
 }
 
 func (m *iprangeMatch) name() string      { return "iprange" }

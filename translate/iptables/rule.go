@@ -45,20 +45,19 @@ type addr struct {
 type ruleSpec struct {
 	family nlmsg.Family
 
-	inIface, outIface   string
-	invIn, invOut       bool
-	proto               uint8
-	hasProto, invProto  bool
-	src, dst            []addr
-	invSrc, invDst      bool
-	hasSrc, hasDst      bool
-	frag, invFrag       bool
-	matches             []match
-	target              verdictKind
-	chain               string // jump/goto target
-	comment             string
-	hasComment          bool
-	explicitModuleNames map[string]bool
+	inIface, outIface  string
+	invIn, invOut      bool
+	proto              uint8
+	hasProto, invProto bool
+	src, dst           []addr
+	invSrc, invDst     bool
+	hasSrc, hasDst     bool
+	frag, invFrag      bool
+	matches            []match
+	target             verdictKind
+	chain              string // jump/goto target
+	comment            string
+	hasComment         bool
 }
 
 // match is one loaded match module (-m NAME, or the protocol's implicit
