@@ -140,8 +140,9 @@ type Program struct {
 	Spec         *ebpf.ProgramSpec // ready for ebpf.NewProgram once maps are associated (see Load)
 	Counters     *ebpf.MapSpec     // BPF_MAP_TYPE_PERCPU_ARRAY, value {packets u64, bytes u64}
 	CounterSlots []CounterSlot     // slot i ↔ (chain, rule handle, statement index)
-	// Sets holds maps backing sets. Sets are currently compiled into
-	// compare chains, so this is empty.
+	// Sets holds the maps backing the named sets the program looks up
+	// (see InMap), without contents; instructions refer to the map of set
+	// s by SetSymbol(s). Anonymous sets are compiled into compare chains.
 	Sets map[*ir.Set]*ebpf.MapSpec
 	// Annotations say which instructions came from which rule.
 	Annotations []Annotation
@@ -366,7 +367,7 @@ func Compile(t *ir.Table, c *ir.Chain, tgt Target) (*Program, error) {
 			MaxEntries: uint32(nslots),
 		},
 		CounterSlots: g.slots,
-		Sets:         map[*ir.Set]*ebpf.MapSpec{},
+		Sets:         g.sets,
 		Annotations:  anns,
 	}
 	return p, nil

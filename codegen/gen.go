@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -55,6 +56,7 @@ type gen struct {
 
 	slots     []CounterSlot
 	slotIndex map[CounterSlot]int
+	sets      map[*ir.Set]*ebpf.MapSpec
 	anns      []Annotation
 
 	// cur identifies the statement being compiled, for errors.
@@ -70,6 +72,7 @@ func newGen(t *ir.Table, tgt Target) (*gen, error) {
 		b:         newBuilder(),
 		chains:    map[string]*ir.Chain{},
 		slotIndex: map[CounterSlot]int{},
+		sets:      map[*ir.Set]*ebpf.MapSpec{},
 	}
 	for _, c := range t.Chains {
 		g.chains[c.Name] = c
@@ -314,6 +317,25 @@ func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
 	hit, miss := ok, fail
 	if m.Op == ir.OpNotInSet {
 		hit, miss = fail, ok
+	}
+	if InMap(s) {
+		if s.KeyLen != m.Field.Len {
+			return g.unsupported("set %s has %d-byte keys but the looked-up value has %d bytes", s.Name, s.KeyLen, m.Field.Len)
+		}
+		if err := g.useSet(s); err != nil {
+			return err
+		}
+		// The register image in the buffer is the key: nft_lookup hashes
+		// exactly KeyLen register bytes.
+		g.b.emit(
+			asm.LoadMapPtr(asm.R1, 0).WithReference(SetSymbol(s)),
+			asm.Mov.Reg(asm.R2, asm.R10),
+			asm.Add.Imm(asm.R2, bufOff),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, miss),
+			asm.Ja.Label(hit),
+		)
+		return nil
 	}
 	for _, e := range s.Elements {
 		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {

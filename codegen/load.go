@@ -22,23 +22,38 @@ type CounterValue struct {
 	Packets, Bytes uint64
 }
 
-// Load creates the maps and the program in the kernel.
+// Load creates the maps and the program in the kernel; set maps are
+// filled with the sets' elements.
 func (p *Program) Load() (*Loaded, error) {
 	counters, err := ebpf.NewMap(p.Counters)
 	if err != nil {
 		return nil, fmt.Errorf("create counter map: %w", err)
 	}
+	l := &Loaded{Counters: counters, Sets: map[*ir.Set]*ebpf.Map{}}
+	for s := range p.Sets {
+		m, err := NewSetMap(s)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.Sets[s] = m
+	}
 	spec := p.Spec.Copy()
 	if err := spec.Instructions.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
-		counters.Close()
+		l.Close()
 		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	if err := associateSets(spec.Instructions, p, l.Sets); err != nil {
+		l.Close()
+		return nil, err
 	}
 	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
 	if err != nil {
-		counters.Close()
+		l.Close()
 		return nil, fmt.Errorf("load %s program: %w", spec.Type, err)
 	}
-	return &Loaded{Program: prog, Counters: counters, Sets: map[*ir.Set]*ebpf.Map{}}, nil
+	l.Program = prog
+	return l, nil
 }
 
 // Close frees the program and its maps.

@@ -6,13 +6,16 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
 
 // LoadShared loads the program with its counters in a map the caller owns
 // (a per-CPU array like p.Counters, possibly larger and shared by several
 // programs): the counter statement p.CounterSlots[i] counts in slot
-// slots[i] of counters. The program's own counter map is not created.
-func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32) (*ebpf.Program, error) {
+// slots[i] of counters. The program's own counter map is not created, nor
+// are set maps: sets gives the map of every set in p.Sets (see NewSetMap).
+func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32, sets map[*ir.Set]*ebpf.Map) (*ebpf.Program, error) {
 	if len(slots) != len(p.CounterSlots) {
 		return nil, fmt.Errorf("%d slots given for %d counters", len(slots), len(p.CounterSlots))
 	}
@@ -45,6 +48,9 @@ func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32) (*ebpf.Program,
 	}
 	if err := insns.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	if err := associateSets(insns, p, sets); err != nil {
+		return nil, err
 	}
 	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
 	if err != nil {

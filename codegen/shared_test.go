@@ -37,7 +37,7 @@ func TestLoadShared(t *testing.T) {
 	}
 	defer m.Close()
 	slots := []uint32{9, 4, 0}
-	prog, err := p.LoadShared(m, slots)
+	prog, err := p.LoadShared(m, slots, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,10 +66,10 @@ func TestLoadShared(t *testing.T) {
 		}
 	}
 	// Mismatched slot lists and maps are refused.
-	if _, err := p.LoadShared(m, []uint32{1}); err == nil {
+	if _, err := p.LoadShared(m, []uint32{1}, nil); err == nil {
 		t.Error("LoadShared with too few slots succeeded")
 	}
-	if _, err := p.LoadShared(m, []uint32{1, 2, 16}); err == nil {
+	if _, err := p.LoadShared(m, []uint32{1, 2, 16}, nil); err == nil {
 		t.Error("LoadShared with a slot beyond the map succeeded")
 	}
 }

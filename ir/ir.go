@@ -249,10 +249,13 @@ const (
 // Set is a named or anonymous set of keys. Elements are normalised to
 // inclusive ranges: an exact element has Low == High.
 type Set struct {
-	Name     string
-	Flags    SetFlags
-	KeyType  uint32 // nft datatype id (for printing)
-	KeyLen   uint32
+	Name    string
+	Flags   SetFlags
+	KeyType uint32 // nft datatype id (for printing)
+	KeyLen  uint32
+	// Size is the set's declared maximum number of elements (nft's
+	// "size"); 0 if none was declared.
+	Size     uint32
 	Elements []SetElement
 }
 

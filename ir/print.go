@@ -196,6 +196,9 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 	if len(flags) > 0 {
 		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
 	}
+	if s.Size != 0 && s.Flags&(SetAnonymous|SetConstant) == 0 {
+		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
+	}
 	if len(s.Elements) > 0 {
 		p := newPrinter(fam)
 		host := st.host && s.Flags&SetInterval == 0

@@ -186,9 +186,15 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	closers = append(closers, counters.Close)
 
+	sets, err := prepareSets(st, old, res, gen, man)
+	if err != nil {
+		return fmt.Errorf("ruleset not applied: %w", err)
+	}
+	closers = append(closers, func() error { sets.close(); return nil })
+
 	// Build: load every program and dispatcher before touching anything.
 	for _, p := range points {
-		p.prog, err = p.cp.Program.LoadShared(counters, p.slots)
+		p.prog, err = p.cp.Program.LoadShared(counters, p.slots, sets.maps)
 		if err != nil {
 			return fmt.Errorf("ruleset not applied: %s: %w", p.describe(), err)
 		}
@@ -229,6 +235,11 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 			return cleanupFailed(st, old, err)
 		}
 	}
+	for name, m := range sets.created {
+		if err := st.Pin(name, m); err != nil {
+			return cleanupFailed(st, old, err)
+		}
+	}
 	if err := zeroSlots(counters, fresh); err != nil {
 		return cleanupFailed(st, old, err)
 	}
@@ -260,6 +271,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	// Detach what is gone, commit, and drop the previous generation.
 	keep := map[string]bool{state.StateName: true, state.NextName: true, man.Counters.Map: true}
+	for _, s := range man.Sets {
+		keep[s.Map] = true
+	}
 	for _, p := range man.Points {
 		keep[p.Link], keep[p.Program] = true, true
 		if p.Array != "" {
@@ -291,6 +305,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 // (which may belong to an interrupted earlier load that is still running).
 func cleanupFailed(st *state.Dir, old *state.Manifest, err error) error {
 	keep := map[string]bool{state.StateName: true, old.Counters.Map: true}
+	for _, s := range old.Sets {
+		keep[s.Map] = true
+	}
 	for _, p := range old.Points {
 		keep[p.Link], keep[p.Program] = true, true
 		if p.Array != "" {

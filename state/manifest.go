@@ -19,6 +19,21 @@ type Manifest struct {
 	Points []Point `json:"points"`
 	// Counters describes the shared counter map.
 	Counters Counters `json:"counters"`
+	// Sets lists the pinned maps backing named sets.
+	Sets []SetMap `json:"sets,omitempty"`
+}
+
+// SetMap is the pinned BPF map backing a named set, shared by every
+// program that looks the set up.
+type SetMap struct {
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Name   string `json:"name"`
+	// Map is the map's entry name in the state directory.
+	Map string `json:"map"`
+	// Digest identifies the map's shape and elements; a reload keeps the
+	// map when the set's digest is unchanged.
+	Digest string `json:"digest"`
 }
 
 // Rule is a rule's identity and the counter slots of its counter

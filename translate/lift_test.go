@@ -624,9 +624,19 @@ func TestLiftSets(t *testing.T) {
 			exprs: lookupRule(0),
 			err:   "sets with element expressions", expr: 2, unsupported: true},
 		{name: "named set that can change",
-			sets:  []testSet{{set: &nlmsg.Set{Name: "dyn", KeyLen: 2}}},
+			sets: []testSet{{set: &nlmsg.Set{Name: "dyn", KeyType: 13, KeyLen: 2, Size: 100},
+				elems: []nlmsg.SetElem{key(be16(22)), key(be16(53))}}},
 			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), lookupExpr(reg1, "dyn", 0)},
-			err:   "named set @dyn can change at run time", expr: 2, unsupported: true},
+			want: []ir.Stmt{setMatch(tcpDport, ir.OpInSet, &ir.Set{Name: "dyn", KeyType: 13, KeyLen: 2, Size: 100,
+				Elements: []ir.SetElement{elem(be16(22), be16(22)), elem(be16(53), be16(53))}})}},
+		{name: "named interval set that can change",
+			sets:  []testSet{{set: &nlmsg.Set{Name: "dyn", Flags: uint32(ir.SetInterval), KeyLen: 2}}},
+			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), lookupExpr(reg1, "dyn", 0)},
+			err:   "named interval set @dyn can change at run time", expr: 2, unsupported: true},
+		{name: "named map",
+			sets:  []testSet{{set: &nlmsg.Set{Name: "m", Flags: uint32(ir.SetMap), KeyLen: 2}}},
+			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), lookupExpr(reg1, "m", 0)},
+			err:   "map lookups and verdict maps (@m) are not supported yet", expr: 2, unsupported: true},
 	})
 }
 

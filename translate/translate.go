@@ -122,7 +122,7 @@ func Lift(rs *nlmsg.Ruleset) (*Result, error) {
 			return nil, fmt.Errorf("set %s: table %s %s not found", s.Name, FamilyName(ir.Family(s.Family)), s.Table)
 		}
 		ps := &pendingSet{msg: s, set: &ir.Set{
-			Name: s.Name, Flags: ir.SetFlags(s.Flags), KeyType: s.KeyType, KeyLen: s.KeyLen,
+			Name: s.Name, Flags: ir.SetFlags(s.Flags), KeyType: s.KeyType, KeyLen: s.KeyLen, Size: s.Size,
 		}}
 		sets[k][s.Name] = ps
 		it.Sets = append(it.Sets, ps.set)

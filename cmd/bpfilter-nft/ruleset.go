@@ -274,6 +274,11 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 				func(d *daemonTarget) error { return d.flush() })
 		}
 		cmd := verb + " " + strings.Join(args, " ") + "\n"
+		if ref, ok := elementCommand(verb, args); ok {
+			return withRuleset(globals,
+				func(t *target) error { return t.changeSet(stdout, globals, "<cmdline>", cmd, ref) },
+				func(d *daemonTarget) error { return d.change(stdout, globals, "<cmdline>", cmd) })
+		}
 		return withRuleset(globals,
 			func(t *target) error { return t.change(stdout, globals, "<cmdline>", cmd) },
 			func(d *daemonTarget) error { return d.change(stdout, globals, "<cmdline>", cmd) })

@@ -122,13 +122,19 @@ table netdev f {
 // with a state directory on a bpffs of the test's own, netdev chains on
 // tcx.
 func receiverCLI(t *testing.T, o *oracle.Oracle) func(args ...string) (stdout, stderr string, code int) {
-	root := filepath.Join(bpffstest.Mount(t), "state")
+	cli, _ := receiverCLIRoot(t, o)
+	return cli
+}
+
+// receiverCLIRoot is receiverCLI that also returns the --state directory.
+func receiverCLIRoot(t *testing.T, o *oracle.Oracle) (cli func(args ...string) (stdout, stderr string, code int), root string) {
+	root = filepath.Join(bpffstest.Mount(t), "state")
 	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
 	return func(args ...string) (string, string, int) {
 		// A socket path nothing listens at: the direct path, whatever
 		// daemon the machine runs.
 		return runCLI(append([]string{"--socket", root + "-no-daemon.sock", "--state", root, "--netns", nsPath, "--netdev-backend", "tc"}, args...)...)
-	}
+	}, root
 }
 
 // udpFrame is a UDP datagram from o's sender to its receiver, source port

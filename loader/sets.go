@@ -1,0 +1,188 @@
+package loader
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
+)
+
+// SetDigest identifies the contents of the BPF map that backs named set s:
+// its key length, declared size and elements. A reload keeps a set's map
+// when its digest is unchanged and the map is large enough.
+func SetDigest(s *ir.Set) (string, error) {
+	if !codegen.InMap(s) {
+		return "", fmt.Errorf("set %s is not backed by a map", s.Name)
+	}
+	h := sha256.New()
+	var hdr [12]byte
+	binary.LittleEndian.PutUint32(hdr[0:], s.KeyLen)
+	binary.LittleEndian.PutUint32(hdr[4:], s.Size)
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(s.Flags))
+	h.Write(hdr[:])
+	for _, e := range s.Elements {
+		h.Write(e.Low)
+		h.Write(e.High)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// setKey identifies a named set across loads.
+func setKey(fam ir.Family, table, name string) string {
+	return fmt.Sprintf("%s\x00%s\x00%s", fam, table, name)
+}
+
+// setMaps holds the maps of the new ruleset's named sets.
+type setMaps struct {
+	maps map[*ir.Set]*ebpf.Map
+	// created are the maps made by this load, pinned under their
+	// manifest entry names in the pin step.
+	created map[string]*ebpf.Map
+}
+
+// prepareSets finds or creates the map of every named set a program of res
+// looks up and records them in man. A map the running ruleset pinned for
+// the same set with the same digest is kept (its elements may be
+// changing under live updates, which update the digest with them); any
+// other set gets a new map, filled before any program uses it.
+func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen uint64, man *state.Manifest) (sm *setMaps, err error) {
+	sm = &setMaps{maps: map[*ir.Set]*ebpf.Map{}, created: map[string]*ebpf.Map{}}
+	defer func() {
+		if err != nil {
+			sm.close()
+		}
+	}()
+	oldByKey := map[string]state.SetMap{}
+	for _, s := range old.Sets {
+		oldByKey[s.Family+"\x00"+s.Table+"\x00"+s.Name] = s
+	}
+	for _, cp := range res.Programs {
+		for s := range cp.Program.Sets {
+			if _, ok := sm.maps[s]; ok {
+				continue
+			}
+			key := setKey(cp.Table.Family, cp.Table.Name, s.Name)
+			digest, err := SetDigest(s)
+			if err != nil {
+				return sm, fmt.Errorf("table %s %s, set %s: %w", cp.Table.Family, cp.Table.Name, s.Name, err)
+			}
+			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest}
+			if o, ok := oldByKey[key]; ok && o.Digest == digest && st.Exists(o.Map) {
+				m, err := ebpf.LoadPinnedMap(st.PinPath(o.Map), nil)
+				if err == nil && m.Type() == ebpf.Hash && m.KeySize() == s.KeyLen && m.MaxEntries() >= uint32(len(s.Elements)) {
+					sm.maps[s] = m
+					rec.Map = o.Map
+					man.Sets = append(man.Sets, rec)
+					continue
+				}
+				if m != nil {
+					m.Close()
+				}
+			}
+			m, err := codegen.NewSetMap(s)
+			if err != nil {
+				return sm, fmt.Errorf("table %s %s: %w", cp.Table.Family, cp.Table.Name, err)
+			}
+			sm.maps[s] = m
+			rec.Map = fmt.Sprintf("set-%d-%s", gen, pinID(key))
+			sm.created[rec.Map] = m
+			man.Sets = append(man.Sets, rec)
+		}
+	}
+	return sm, nil
+}
+
+func (sm *setMaps) close() {
+	for _, m := range sm.maps {
+		m.Close()
+	}
+}
+
+// ErrSetNotMapped is returned by UpdateSet for a set the running ruleset
+// keeps no map for (no rule looks it up, or it is compiled into the
+// programs): only a reload can change it.
+var ErrSetNotMapped = errors.New("set has no map in the running ruleset")
+
+// UpdateSet brings the map of named set s of table (fam, table) in the
+// running ruleset to s's elements, changing neither programs nor links,
+// and records text as the running ruleset's text. Elements are added
+// before stale ones are deleted, one at a time: a packet sees each element
+// change at one instant. The caller holds st.Lock() and has computed s
+// (and text) from the stored ruleset. If the set has no map, or its map
+// is too small for the new elements, UpdateSet changes nothing and returns
+// an error wrapping ErrSetNotMapped.
+func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text string) error {
+	man, err := readManifest(st, state.StateName)
+	if err != nil {
+		return err
+	}
+	if st.Exists(state.NextName) {
+		return fmt.Errorf("set %s: an interrupted load must be repaired first: %w", s.Name, ErrSetNotMapped)
+	}
+	idx := -1
+	for i, r := range man.Sets {
+		if r.Family == fam.String() && r.Table == table && r.Name == s.Name {
+			idx = i
+		}
+	}
+	if idx < 0 || !codegen.InMap(s) {
+		return fmt.Errorf("set %s: %w", s.Name, ErrSetNotMapped)
+	}
+	digest, err := SetDigest(s)
+	if err != nil {
+		return err
+	}
+	m, err := ebpf.LoadPinnedMap(st.PinPath(man.Sets[idx].Map), nil)
+	if err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	defer m.Close()
+	if m.Type() != ebpf.Hash || m.KeySize() != s.KeyLen || m.MaxEntries() < uint32(len(s.Elements)) {
+		return fmt.Errorf("set %s: map of %d %d-byte keys cannot hold %d elements: %w", s.Name, m.MaxEntries(), m.KeySize(), len(s.Elements), ErrSetNotMapped)
+	}
+	cur, err := codegen.SetMapElements(m)
+	if err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	want := make(map[string]bool, len(s.Elements))
+	have := make(map[string]bool, len(cur))
+	for _, e := range cur {
+		have[string(e.Low)] = true
+	}
+	var add, del []ir.SetElement
+	for _, e := range s.Elements {
+		want[string(e.Low)] = true
+		if !have[string(e.Low)] {
+			add = append(add, e)
+		}
+	}
+	for _, e := range cur {
+		if !want[string(e.Low)] {
+			del = append(del, e)
+		}
+	}
+	// Record the intent first: were the update interrupted, the next
+	// reload finds a digest that matches neither content and rebuilds
+	// the map from the stored text.
+	man.Sets[idx].Digest = "updating"
+	if err := st.WriteManifest(state.StateName, man); err != nil {
+		return err
+	}
+	if err := codegen.UpdateSetMap(m, add, del); err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	man.Sets[idx].Digest = digest
+	man.Ruleset = text
+	if err := st.WriteManifest(state.StateName, man); err != nil {
+		return err
+	}
+	return nil
+}
