@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -107,9 +108,12 @@ func UpdateSetMap(m *ebpf.Map, add, del []ir.SetElement) error {
 		}
 	}
 	one := []byte{1}
-	for _, e := range add {
-		if err := m.Update(e.Low, one, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("add element %x: %w", e.Low, err)
+	if err := batchAdd(m, add); err != nil {
+		// Batch operations need Linux 5.6; add one at a time.
+		for _, e := range add {
+			if err := m.Update(e.Low, one, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("add element %x: %w", e.Low, err)
+			}
 		}
 	}
 	for _, e := range del {
@@ -150,6 +154,30 @@ func associateSets(insns asm.Instructions, p *Program, maps map[*ir.Set]*ebpf.Ma
 		}
 		if err := insns.AssociateMap(SetSymbol(s), m); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 			return fmt.Errorf("associate map of set %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// batchChunk is the number of elements batchAdd passes per system call.
+const batchChunk = 1 << 16
+
+// batchAdd adds keys with BPF_MAP_UPDATE_BATCH. Keys go to the kernel as
+// a slice of fixed-size byte arrays, which is how cilium/ebpf counts them.
+func batchAdd(m *ebpf.Map, add []ir.SetElement) error {
+	if len(add) == 0 {
+		return nil
+	}
+	keyType := reflect.ArrayOf(int(m.KeySize()), reflect.TypeFor[byte]())
+	for start := 0; start < len(add); start += batchChunk {
+		part := add[start:min(start+batchChunk, len(add))]
+		keys := reflect.MakeSlice(reflect.SliceOf(keyType), len(part), len(part))
+		for i, e := range part {
+			reflect.Copy(keys.Index(i), reflect.ValueOf(e.Low))
+		}
+		vals := bytes.Repeat([]byte{1}, len(part))
+		if _, err := m.BatchUpdate(keys.Interface(), vals, nil); err != nil {
+			return err
 		}
 	}
 	return nil
