@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 	"github.com/bpfilter-nft/bpfilter-nft/state"
@@ -153,4 +155,97 @@ func TestSetMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("flushed", map[int]bool{9: true, 13: true})
+}
+
+// TestSetUpdateUnderTraffic toggles element 10 of a set holding 9 with
+// UpdateSet 200 times while datagrams to 7, 9 and 10 flow: every datagram
+// to 9 (always in the set) must be dropped, every one to 7 (never in it)
+// must arrive, and 10 must show both verdicts; the programs stay the same.
+func TestSetUpdateUnderTraffic(t *testing.T) {
+	tp := newTopo(t)
+	ns := netns(t, tp.b)
+	st := stateDir(t, ns)
+	rc := listen(t, tp.b, 7, 9, 10)
+	snd := dial(t, tp.a)
+	if err := Apply(ns, st, translate(t, ns, setRuleset("9", false), nil), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := Load(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	sentc := make(chan map[int]int)
+	go func() {
+		sent := map[int]int{}
+		to := &unix.SockaddrInet4{Addr: [4]byte{198, 51, 100, 1}}
+		payload := make([]byte, 32)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				sentc <- sent
+				return
+			default:
+			}
+			for _, port := range []int{7, 9, 10} {
+				to.Port = port
+				if unix.Sendto(snd.fd, payload, 0, to) == nil {
+					sent[port]++
+				}
+			}
+			if i%4 == 3 {
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+	}()
+	with := &ir.Set{Name: "blocked", KeyType: 13, KeyLen: 2, Elements: []ir.SetElement{
+		{Low: []byte{0, 9}, High: []byte{0, 9}}, {Low: []byte{0, 10}, High: []byte{0, 10}}}}
+	without := &ir.Set{Name: "blocked", KeyType: 13, KeyLen: 2, Elements: with.Elements[:1]}
+	const updates = 200
+	var total time.Duration
+	for i := 0; i < updates; i++ {
+		s, text := with, setRuleset("9, 10", false)
+		if i%2 == 1 {
+			s, text = without, setRuleset("9", false)
+		}
+		start := time.Now()
+		unlock, err := st.Lock()
+		if err == nil {
+			err = UpdateSet(st, ir.FamilyInet, "t", s, text)
+			unlock()
+		}
+		total += time.Since(start)
+		if err != nil {
+			close(stop)
+			<-sentc
+			t.Fatalf("update %d: %v", i, err)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	sent := <-sentc
+	got := rc.settle()
+	t.Logf("%d updates, mean UpdateSet %v; sent %v, received %v", updates, total/updates, sent, got)
+	if sent[7] < updates {
+		t.Errorf("only %d datagrams to port 7 were sent during the updates", sent[7])
+	}
+	if got[9] != 0 {
+		t.Errorf("%d datagrams to port 9 (in the set throughout) got through", got[9])
+	}
+	if got[7] != sent[7] {
+		t.Errorf("received %d of %d datagrams to port 7 (never in the set)", got[7], sent[7])
+	}
+	if got[10] == 0 || got[10] == sent[10] {
+		t.Errorf("port 10 shows no sign of the updates: received %d of %d", got[10], sent[10])
+	}
+	after, err := Load(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range after.Manifest.Points {
+		if after.Manifest.Points[i].Program != before.Manifest.Points[i].Program {
+			t.Errorf("program %s replaced by %s", before.Manifest.Points[i].Program, after.Manifest.Points[i].Program)
+		}
+	}
 }
