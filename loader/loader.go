@@ -44,6 +44,14 @@
 // packets counted by the old programs between that copy and the switch are
 // lost.
 //
+// Named sets of exact keys are BPF hash maps (codegen.InMap), one per set,
+// shared by every program that looks the set up and pinned with the
+// ruleset. A reload keeps a set's map while the set's elements are
+// unchanged; a load that changes nothing but the elements of such sets
+// (same attach points, programs and counters: Manifest.Shape) updates the
+// maps in place and keeps programs and links. UpdateSet changes one set's
+// elements the same way.
+//
 // On-disk layout: see package state. A load writes new programs under
 // generation-numbered names and the new manifest as "next" before it
 // switches anything, and renames "next" over "state" once everything is
@@ -185,6 +193,11 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 		return fmt.Errorf("ruleset not applied: %w", err)
 	}
 	closers = append(closers, counters.Close)
+
+	man.Shape = shape(points, opts)
+	if done, err := updateSetsOnly(st, old, interrupted, res, points, man, fresh, created); done || err != nil {
+		return err
+	}
 
 	sets, err := prepareSets(st, old, res, gen, man)
 	if err != nil {

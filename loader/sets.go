@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/cilium/ebpf"
 
@@ -140,35 +141,11 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	if err != nil {
 		return err
 	}
-	m, err := ebpf.LoadPinnedMap(st.PinPath(man.Sets[idx].Map), nil)
+	m, add, del, err := setDiff(st, man.Sets[idx], s)
 	if err != nil {
-		return fmt.Errorf("set %s: %w", s.Name, err)
+		return err
 	}
 	defer m.Close()
-	if m.Type() != ebpf.Hash || m.KeySize() != s.KeyLen || m.MaxEntries() < uint32(len(s.Elements)) {
-		return fmt.Errorf("set %s: map of %d %d-byte keys cannot hold %d elements: %w", s.Name, m.MaxEntries(), m.KeySize(), len(s.Elements), ErrSetNotMapped)
-	}
-	cur, err := codegen.SetMapElements(m)
-	if err != nil {
-		return fmt.Errorf("set %s: %w", s.Name, err)
-	}
-	want := make(map[string]bool, len(s.Elements))
-	have := make(map[string]bool, len(cur))
-	for _, e := range cur {
-		have[string(e.Low)] = true
-	}
-	var add, del []ir.SetElement
-	for _, e := range s.Elements {
-		want[string(e.Low)] = true
-		if !have[string(e.Low)] {
-			add = append(add, e)
-		}
-	}
-	for _, e := range cur {
-		if !want[string(e.Low)] {
-			del = append(del, e)
-		}
-	}
 	// Record the intent first: were the update interrupted, the next
 	// reload finds a digest that matches neither content and rebuilds
 	// the map from the stored text.
@@ -185,4 +162,168 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 		return err
 	}
 	return nil
+}
+
+// setDiff opens the pinned map of rec and returns the elements of s it
+// lacks and the keys it has that s does not. It returns an error wrapping
+// ErrSetNotMapped when the map cannot hold s.
+func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set) (m *ebpf.Map, add, del []ir.SetElement, err error) {
+	m, err = ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	if m.Type() != ebpf.Hash || m.KeySize() != s.KeyLen || m.MaxEntries() < uint32(len(s.Elements)) {
+		err := fmt.Errorf("set %s: map of %d %d-byte keys cannot hold %d elements: %w", s.Name, m.MaxEntries(), m.KeySize(), len(s.Elements), ErrSetNotMapped)
+		m.Close()
+		return nil, nil, nil, err
+	}
+	cur, err := codegen.SetMapElements(m)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	want := make(map[string]bool, len(s.Elements))
+	have := make(map[string]bool, len(cur))
+	for _, e := range cur {
+		have[string(e.Low)] = true
+	}
+	for _, e := range s.Elements {
+		want[string(e.Low)] = true
+		if !have[string(e.Low)] {
+			add = append(add, e)
+		}
+	}
+	for _, e := range cur {
+		if !want[string(e.Low)] {
+			del = append(del, e)
+		}
+	}
+	return m, add, del, nil
+}
+
+// shape fingerprints what a load attaches, except set elements: the
+// attach points, the programs' instructions (set maps are referenced by
+// name, anonymous sets are inline), their counter slots and the shapes
+// of the set maps.
+func shape(points []*point, opts Options) string {
+	h := sha256.New()
+	var buf []byte
+	buf = fmt.Appendf(buf, "cgroup %q\n", opts.CgroupPath)
+	for _, p := range points {
+		pt := p.Point
+		pt.Program = ""
+		buf = fmt.Appendf(buf, "point %+v slots %v\n", pt, p.slots)
+		for _, ins := range p.cp.Program.Spec.Instructions {
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.OpCode))
+			buf = append(buf, byte(ins.Dst), byte(ins.Src))
+			buf = binary.LittleEndian.AppendUint16(buf, uint16(ins.Offset))
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.Constant))
+			buf = append(buf, ins.Reference()...)
+			buf = append(buf, 0)
+			buf = append(buf, ins.Symbol()...)
+			buf = append(buf, 0)
+			if len(buf) > 1<<16 {
+				h.Write(buf)
+				buf = buf[:0]
+			}
+		}
+		var names []string
+		for s := range p.cp.Program.Sets {
+			names = append(names, fmt.Sprintf("set %q key %d size %d flags %#x", s.Name, s.KeyLen, s.Size, s.Flags))
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			buf = append(buf, n...)
+			buf = append(buf, '\n')
+		}
+	}
+	h.Write(buf)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// updateSetsOnly serves a load that differs from the running ruleset only
+// in the elements of map-backed sets: it updates those maps in place (the
+// programs and links stay) and records the new manifest. It reports false,
+// having changed nothing, when the load needs new programs.
+func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeline.Result, points []*point, man *state.Manifest, fresh []uint32, created bool) (bool, error) {
+	if old.Shape == "" || old.Shape != man.Shape || interrupted.Generation != 0 || created || len(fresh) > 0 || len(old.Points) != len(points) {
+		return false, nil
+	}
+	for i, p := range points {
+		op := old.Points[i]
+		if op.Key != p.Key || !st.Exists(op.Program) || !st.Exists(op.Link) || (op.Array != "" && !st.Exists(op.Array)) {
+			return false, nil
+		}
+	}
+	oldByKey := map[string]state.SetMap{}
+	for _, s := range old.Sets {
+		oldByKey[s.Family+"\x00"+s.Table+"\x00"+s.Name] = s
+	}
+	type change struct {
+		m        *ebpf.Map
+		add, del []ir.SetElement
+	}
+	var changes []change
+	defer func() {
+		for _, c := range changes {
+			c.m.Close()
+		}
+	}()
+	seen := map[*ir.Set]bool{}
+	var sets []state.SetMap
+	for _, cp := range res.Programs {
+		for s := range cp.Program.Sets {
+			if seen[s] {
+				continue
+			}
+			seen[s] = true
+			rec, ok := oldByKey[setKey(cp.Table.Family, cp.Table.Name, s.Name)]
+			if !ok || !st.Exists(rec.Map) {
+				return false, nil
+			}
+			digest, err := SetDigest(s)
+			if err != nil {
+				return false, err
+			}
+			if digest != rec.Digest {
+				m, add, del, err := setDiff(st, rec, s)
+				if errors.Is(err, ErrSetNotMapped) {
+					return false, nil
+				}
+				if err != nil {
+					return false, err
+				}
+				changes = append(changes, change{m, add, del})
+				rec.Digest = digest
+			}
+			sets = append(sets, rec)
+		}
+	}
+	if len(sets) != len(old.Sets) {
+		return false, nil
+	}
+	// Mark the maps as changing, change them, then record the result.
+	marked := *old
+	marked.Sets = append([]state.SetMap(nil), old.Sets...)
+	for i := range marked.Sets {
+		marked.Sets[i].Digest = "updating"
+	}
+	if len(changes) > 0 {
+		if err := st.WriteManifest(state.StateName, &marked); err != nil {
+			return false, err
+		}
+	}
+	for _, c := range changes {
+		if err := codegen.UpdateSetMap(c.m, c.add, c.del); err != nil {
+			return true, fmt.Errorf("ruleset partly applied (set elements): %w", err)
+		}
+	}
+	man.Generation = old.Generation
+	man.Points = old.Points
+	man.Counters = old.Counters
+	man.Sets = sets
+	if err := st.WriteManifest(state.StateName, man); err != nil {
+		return true, err
+	}
+	return true, nil
 }

@@ -97,20 +97,37 @@ func TestSetMaps(t *testing.T) {
 	}
 	check("rule added", map[int]bool{9: false, 10: false, 11: true, 12: false})
 
+	// Only the elements change: the map is updated in place, the programs
+	// stay.
 	m3 := load(setRuleset("11", true))
+	if m3.Sets[0].Map != m1.Sets[0].Map || m3.Generation != m2.Generation {
+		t.Errorf("elements-only load: map %s generation %d, want %s generation %d", m3.Sets[0].Map, m3.Generation, m1.Sets[0].Map, m2.Generation)
+	}
+	for i := range m3.Points {
+		if m3.Points[i].Program != m2.Points[i].Program {
+			t.Errorf("elements-only load replaced program %s by %s", m2.Points[i].Program, m3.Points[i].Program)
+		}
+	}
+	if !strings.Contains(m3.Ruleset, "elements = { 11 }") {
+		t.Errorf("stored text not updated:\n%s", m3.Ruleset)
+	}
+	check("elements changed", map[int]bool{9: true, 10: true, 11: false, 12: false})
+
+	// Elements and rules change: new programs and a new map.
+	m3 = load(setRuleset("11, 12", false))
 	if m3.Sets[0].Map == m1.Sets[0].Map {
 		t.Errorf("changed set kept map %s", m1.Sets[0].Map)
 	}
 	if st.Exists(m1.Sets[0].Map) {
 		t.Errorf("old set map %s still pinned", m1.Sets[0].Map)
 	}
-	check("set changed", map[int]bool{9: true, 10: true, 11: false, 12: false})
+	check("set and rules changed", map[int]bool{9: true, 10: true, 11: false, 12: false, 13: false})
 
 	// Live: the set's elements change, nothing else does.
 	set := &ir.Set{Name: "blocked", KeyType: 13, KeyLen: 2, Elements: []ir.SetElement{
 		{Low: []byte{0, 9}, High: []byte{0, 9}}, {Low: []byte{0, 13}, High: []byte{0, 13}},
 	}}
-	text := setRuleset("9, 13", true)
+	text := setRuleset("9, 13", false)
 	unlock, err := st.Lock()
 	if err != nil {
 		t.Fatal(err)

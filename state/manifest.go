@@ -21,6 +21,10 @@ type Manifest struct {
 	Counters Counters `json:"counters"`
 	// Sets lists the pinned maps backing named sets.
 	Sets []SetMap `json:"sets,omitempty"`
+	// Shape identifies everything loaded except the elements of the
+	// sets in Sets: attach points, programs, counter slots and set map
+	// shapes. A load of the same shape only changes set maps.
+	Shape string `json:"shape,omitempty"`
 }
 
 // SetMap is the pinned BPF map backing a named set, shared by every
