@@ -326,11 +326,17 @@ func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
 			return err
 		}
 		// The register image in the buffer is the key: nft_lookup hashes
-		// exactly KeyLen register bytes.
+		// exactly KeyLen register bytes. An LPM trie key has the prefix
+		// length (all bits) in front.
+		keyOff := int32(bufOff)
+		if s.Flags&ir.SetInterval != 0 {
+			keyOff = bufOff - 4
+			g.b.emit(asm.StoreImm(asm.R10, int16(keyOff), int64(s.KeyLen*8), asm.Word))
+		}
 		g.b.emit(
 			asm.LoadMapPtr(asm.R1, 0).WithReference(SetSymbol(s)),
 			asm.Mov.Reg(asm.R2, asm.R10),
-			asm.Add.Imm(asm.R2, bufOff),
+			asm.Add.Imm(asm.R2, keyOff),
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, miss),
 			asm.Ja.Label(hit),

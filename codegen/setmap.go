@@ -2,8 +2,10 @@ package codegen
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/big"
 	"reflect"
 	"sort"
 
@@ -14,25 +16,92 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
 
-// DefaultSetCapacity is the number of elements a BPF map backs a named set
-// with when the set declares no size and has fewer elements.
+// DefaultSetCapacity is the number of elements a BPF hash map backs a named
+// set with when the set declares no size and has fewer elements.
 const DefaultSetCapacity = 65536
+
+// lpmCapacity is the least capacity of the LPM trie of an interval set.
+// LPM tries allocate per element, so a large limit costs nothing.
+const lpmCapacity = 1 << 20
 
 // InMap reports whether lookups in s are compiled as BPF map lookups (the
 // set is named, so its elements can change at run time without reloading
-// the program) rather than compare chains. Named sets of exact keys qualify;
-// interval, concatenated, map and dynamic sets do not (yet).
+// the program) rather than compare chains. Named sets of exact keys are
+// hash maps; named interval sets are LPM tries holding every range as the
+// prefixes that cover it exactly. Concatenated, map and dynamic sets are not
+// in maps (yet).
 func InMap(s *ir.Set) bool {
-	return !s.Anonymous() && s.Flags&(ir.SetInterval|ir.SetConcat|ir.SetMap|ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
+	return !s.Anonymous() && s.Flags&(ir.SetConcat|ir.SetMap|ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
 
 // SetSymbol is the reference name instructions use for the map of set s.
 func SetSymbol(s *ir.Set) string { return "nft_set:" + s.Name }
 
+// SetMapKeys returns the keys of the map that backs set s (see InMap): an
+// exact set's keys are its elements' bytes; an interval set's are LPM trie
+// keys (a 4-byte host-order prefix length, then the key bytes), the fewest
+// prefixes whose union is exactly the set's ranges.
+func SetMapKeys(s *ir.Set) ([][]byte, error) {
+	if !InMap(s) {
+		return nil, fmt.Errorf("set %s is not backed by a map", s.Name)
+	}
+	var keys [][]byte
+	for _, e := range s.Elements {
+		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {
+			return nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
+		}
+		if s.Flags&ir.SetInterval == 0 {
+			if !bytes.Equal(e.Low, e.High) {
+				return nil, fmt.Errorf("set %s: element %x-%x is a range in a set of exact keys", s.Name, e.Low, e.High)
+			}
+			keys = append(keys, e.Low)
+			continue
+		}
+		keys = append(keys, rangePrefixes(e.Low, e.High)...)
+	}
+	return keys, nil
+}
+
+// rangePrefixes returns LPM trie keys of the prefixes that cover exactly
+// the keys from lo to hi (inclusive, compared as big-endian numbers, which
+// is memcmp order).
+func rangePrefixes(lo, hi []byte) [][]byte {
+	n := uint(len(lo)) * 8
+	a := new(big.Int).SetBytes(lo)
+	b := new(big.Int).SetBytes(hi)
+	one := big.NewInt(1)
+	var out [][]byte
+	for a.Cmp(b) <= 0 {
+		// The largest aligned block starting at a that ends by b.
+		k := a.TrailingZeroBits()
+		if a.Sign() == 0 {
+			k = n
+		}
+		for {
+			end := new(big.Int).Lsh(one, k)
+			end.Add(end, a)
+			end.Sub(end, one)
+			if end.Cmp(b) <= 0 {
+				break
+			}
+			k--
+		}
+		key := make([]byte, 4+len(lo))
+		binary.NativeEndian.PutUint32(key, uint32(n-k))
+		a.FillBytes(key[4:])
+		out = append(out, key)
+		a.Add(a, new(big.Int).Lsh(one, k))
+		if uint(a.BitLen()) > n {
+			break
+		}
+	}
+	return out
+}
+
 // SetMapSpec returns the spec of the BPF map that backs set s (see InMap):
-// a hash map whose keys are the set's key bytes, with a one-byte value.
-// Its capacity is the set's declared size, or DefaultSetCapacity or twice
-// the number of elements, whichever is larger.
+// a hash map for exact keys, an LPM trie for intervals, with a one-byte
+// value. A hash map holds the set's declared size, or DefaultSetCapacity or
+// twice the number of elements, whichever is larger.
 func SetMapSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 	if !InMap(s) {
 		return nil, fmt.Errorf("set %s is not backed by a map", s.Name)
@@ -40,15 +109,26 @@ func SetMapSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 	if s.KeyLen == 0 || s.KeyLen > bufSize {
 		return nil, fmt.Errorf("set %s: key length %d is out of range 1..%d", s.Name, s.KeyLen, bufSize)
 	}
+	keys, err := SetMapKeys(s)
+	if err != nil {
+		return nil, err
+	}
+	if s.Flags&ir.SetInterval != 0 {
+		return &ebpf.MapSpec{
+			Name:       "nft_s_" + sanitize(s.Name),
+			Type:       ebpf.LPMTrie,
+			KeySize:    4 + s.KeyLen,
+			ValueSize:  1,
+			MaxEntries: max(lpmCapacity, 2*uint32(len(keys))),
+			Flags:      unix.BPF_F_NO_PREALLOC,
+		}, nil
+	}
 	capacity := s.Size
 	if capacity == 0 {
-		capacity = DefaultSetCapacity
-		if n := 2 * uint32(len(s.Elements)); n > capacity {
-			capacity = n
-		}
+		capacity = max(DefaultSetCapacity, 2*uint32(len(keys)))
 	}
-	if uint32(len(s.Elements)) > capacity {
-		return nil, fmt.Errorf("set %s has %d elements, more than its size %d", s.Name, len(s.Elements), capacity)
+	if uint32(len(keys)) > capacity {
+		return nil, fmt.Errorf("set %s has %d elements, more than its size %d", s.Name, len(keys), capacity)
 	}
 	return &ebpf.MapSpec{
 		Name:       "nft_s_" + sanitize(s.Name),
@@ -84,65 +164,61 @@ func NewSetMap(s *ir.Set) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := SetMapKeys(s)
+	if err != nil {
+		return nil, err
+	}
 	m, err := ebpf.NewMap(spec)
 	if err != nil {
 		return nil, fmt.Errorf("create map of set %s: %w", s.Name, err)
 	}
-	if err := UpdateSetMap(m, s.Elements, nil); err != nil {
+	if err := UpdateSetMap(m, keys, nil); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	return m, nil
 }
 
-// UpdateSetMap adds the elements add to and removes the elements del from
-// a set map (see InMap); every element must be an exact key (Low == High).
-// Removing an element that is not in the map is not an error.
-func UpdateSetMap(m *ebpf.Map, add, del []ir.SetElement) error {
-	for _, e := range append(append([]ir.SetElement(nil), add...), del...) {
-		if !bytes.Equal(e.Low, e.High) {
-			return fmt.Errorf("element %x-%x is a range in a set of exact keys", e.Low, e.High)
-		}
-		if uint32(len(e.Low)) != m.KeySize() {
-			return fmt.Errorf("element %x has %d bytes, keys have %d", e.Low, len(e.Low), m.KeySize())
+// UpdateSetMap adds the keys add to and removes the keys del from a set
+// map (see SetMapKeys). Removing a key that is not in the map is not an
+// error.
+func UpdateSetMap(m *ebpf.Map, add, del [][]byte) error {
+	for _, k := range append(append([][]byte(nil), add...), del...) {
+		if uint32(len(k)) != m.KeySize() {
+			return fmt.Errorf("key %x has %d bytes, the map's have %d", k, len(k), m.KeySize())
 		}
 	}
 	one := []byte{1}
 	if err := batchAdd(m, add); err != nil {
-		// Batch operations need Linux 5.6; add one at a time.
-		for _, e := range add {
-			if err := m.Update(e.Low, one, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("add element %x: %w", e.Low, err)
+		// Batch operations need Linux 5.6 (and are not offered by
+		// every map type); add one at a time.
+		for _, k := range add {
+			if err := m.Update(k, one, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("add key %x: %w", k, err)
 			}
 		}
 	}
-	for _, e := range del {
-		if err := m.Delete(e.Low); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete element %x: %w", e.Low, err)
+	for _, k := range del {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete key %x: %w", k, err)
 		}
 	}
 	return nil
 }
 
-// SetMapElements returns the keys in a set map, sorted, as exact elements.
-func SetMapElements(m *ebpf.Map) ([]ir.SetElement, error) {
-	var out []ir.SetElement
-	var v []byte
-	var k []byte
+// SetMapContents returns the keys in a set map, sorted.
+func SetMapContents(m *ebpf.Map) ([][]byte, error) {
+	var out [][]byte
+	var k, v []byte
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		key := append([]byte(nil), k...)
-		out = append(out, ir.SetElement{Low: key, High: key})
+		out = append(out, append([]byte(nil), k...))
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read set map: %w", err)
 	}
-	sortSetElements(out)
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
 	return out, nil
-}
-
-func sortSetElements(es []ir.SetElement) {
-	sort.Slice(es, func(i, j int) bool { return bytes.Compare(es[i].Low, es[j].Low) < 0 })
 }
 
 // associateSets points the program's set references at maps.
@@ -159,12 +235,12 @@ func associateSets(insns asm.Instructions, p *Program, maps map[*ir.Set]*ebpf.Ma
 	return nil
 }
 
-// batchChunk is the number of elements batchAdd passes per system call.
+// batchChunk is the number of keys batchAdd passes per system call.
 const batchChunk = 1 << 16
 
 // batchAdd adds keys with BPF_MAP_UPDATE_BATCH. Keys go to the kernel as
 // a slice of fixed-size byte arrays, which is how cilium/ebpf counts them.
-func batchAdd(m *ebpf.Map, add []ir.SetElement) error {
+func batchAdd(m *ebpf.Map, add [][]byte) error {
 	if len(add) == 0 {
 		return nil
 	}
@@ -172,8 +248,8 @@ func batchAdd(m *ebpf.Map, add []ir.SetElement) error {
 	for start := 0; start < len(add); start += batchChunk {
 		part := add[start:min(start+batchChunk, len(add))]
 		keys := reflect.MakeSlice(reflect.SliceOf(keyType), len(part), len(part))
-		for i, e := range part {
-			reflect.Copy(keys.Index(i), reflect.ValueOf(e.Low))
+		for i, k := range part {
+			reflect.Copy(keys.Index(i), reflect.ValueOf(k))
 		}
 		vals := bytes.Repeat([]byte{1}, len(part))
 		if _, err := m.BatchUpdate(keys.Interface(), vals, nil); err != nil {

@@ -78,7 +78,7 @@ func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen u
 			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest}
 			if o, ok := oldByKey[key]; ok && o.Digest == digest && st.Exists(o.Map) {
 				m, err := ebpf.LoadPinnedMap(st.PinPath(o.Map), nil)
-				if err == nil && m.Type() == ebpf.Hash && m.KeySize() == s.KeyLen && m.MaxEntries() >= uint32(len(s.Elements)) {
+				if err == nil && fits(m, s) == nil {
 					sm.maps[s] = m
 					rec.Map = o.Map
 					man.Sets = append(man.Sets, rec)
@@ -164,38 +164,58 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	return nil
 }
 
-// setDiff opens the pinned map of rec and returns the elements of s it
-// lacks and the keys it has that s does not. It returns an error wrapping
+// fits checks that map m can back set s.
+func fits(m *ebpf.Map, s *ir.Set) error {
+	spec, err := codegen.SetMapSpec(s)
+	if err != nil {
+		return err
+	}
+	keys, err := codegen.SetMapKeys(s)
+	if err != nil {
+		return err
+	}
+	if m.Type() != spec.Type || m.KeySize() != spec.KeySize || m.ValueSize() != spec.ValueSize || m.MaxEntries() < uint32(len(keys)) {
+		return fmt.Errorf("set %s: %s of %d %d-byte keys cannot hold %d keys: %w", s.Name, m.Type(), m.MaxEntries(), m.KeySize(), len(keys), ErrSetNotMapped)
+	}
+	return nil
+}
+
+// setDiff opens the pinned map of rec and returns the keys of s it lacks
+// and the keys it has that s does not. It returns an error wrapping
 // ErrSetNotMapped when the map cannot hold s.
-func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set) (m *ebpf.Map, add, del []ir.SetElement, err error) {
+func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set) (m *ebpf.Map, add, del [][]byte, err error) {
 	m, err = ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
-	if m.Type() != ebpf.Hash || m.KeySize() != s.KeyLen || m.MaxEntries() < uint32(len(s.Elements)) {
-		err := fmt.Errorf("set %s: map of %d %d-byte keys cannot hold %d elements: %w", s.Name, m.MaxEntries(), m.KeySize(), len(s.Elements), ErrSetNotMapped)
+	if err := fits(m, s); err != nil {
 		m.Close()
 		return nil, nil, nil, err
 	}
-	cur, err := codegen.SetMapElements(m)
+	want, err := codegen.SetMapKeys(s)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, err
+	}
+	cur, err := codegen.SetMapContents(m)
 	if err != nil {
 		m.Close()
 		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
-	want := make(map[string]bool, len(s.Elements))
+	wanted := make(map[string]bool, len(want))
 	have := make(map[string]bool, len(cur))
-	for _, e := range cur {
-		have[string(e.Low)] = true
+	for _, k := range cur {
+		have[string(k)] = true
 	}
-	for _, e := range s.Elements {
-		want[string(e.Low)] = true
-		if !have[string(e.Low)] {
-			add = append(add, e)
+	for _, k := range want {
+		wanted[string(k)] = true
+		if !have[string(k)] {
+			add = append(add, k)
 		}
 	}
-	for _, e := range cur {
-		if !want[string(e.Low)] {
-			del = append(del, e)
+	for _, k := range cur {
+		if !wanted[string(k)] {
+			del = append(del, k)
 		}
 	}
 	return m, add, del, nil
@@ -261,7 +281,7 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 	}
 	type change struct {
 		m        *ebpf.Map
-		add, del []ir.SetElement
+		add, del [][]byte
 	}
 	var changes []change
 	defer func() {

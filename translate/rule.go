@@ -376,11 +376,6 @@ func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
 	if ps.msg.HasExprs {
 		return nil, unsupported("sets with element expressions (%s) are not supported yet", setRef(ps.set))
 	}
-	if !ps.set.Anonymous() && ps.set.Flags&ir.SetConstant == 0 && ps.set.Flags&ir.SetInterval != 0 {
-		// A named set can change at run time with "add element": it is
-		// backed by a BPF map, which for ranges is not implemented yet.
-		return nil, unsupported("named interval set %s can change at run time; only anonymous and constant interval sets are supported yet", setRef(ps.set))
-	}
 	f, err := l.value(e.SReg, ps.set.KeyLen)
 	if err != nil {
 		return nil, err

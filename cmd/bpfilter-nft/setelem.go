@@ -42,8 +42,8 @@ func elementCommand(verb string, args []string) (setRef, bool) {
 	return setRef{family: fam, table: rest[0], set: rest[1]}, true
 }
 
-// changeSet applies an element command: nft parses the running ruleset
-// followed by cmd, and when the set is backed by a map of the running
+// changeSet applies an element command: nft loads the running ruleset,
+// then cmd, and when the set is backed by a map of the running
 // ruleset only that map and the stored text change (programs and links
 // stay); otherwise the whole ruleset is reloaded as by change.
 func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, ref setRef) error {
@@ -59,7 +59,14 @@ func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, r
 	if err != nil {
 		return err
 	}
-	rs, err := nftfile.Parse(name, strings.NewReader(current+"\n"+cmd), nftfile.Options{TargetNetNS: t.ns.File()})
+	// The command is its own transaction after the running ruleset's, as
+	// with nft (which cannot delete an interval element in the
+	// transaction that adds it).
+	steps := []string{cmd}
+	if strings.TrimSpace(current) != "" {
+		steps = []string{current, cmd}
+	}
+	rs, err := nftfile.ParseSteps(name, nftfile.Options{TargetNetNS: t.ns.File()}, steps...)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,27 @@ func Parse(name string, r io.Reader, opts Options) (*nlmsg.Ruleset, error) {
 	return parse(name, opts, func(cmd *exec.Cmd) {
 		cmd.Args = append(cmd.Args, "-f", "-")
 		cmd.Stdin = r
-	})
+	}, 1)
+}
+
+// ParseSteps is Parse for several inputs that nft loads one after the
+// other into the same private namespace, each as its own transaction, as
+// successive `nft -f` runs would (nft cannot, for example, delete an
+// interval set element in the transaction that adds it). Errors name the
+// step's input as name.
+func ParseSteps(name string, opts Options, inputs ...string) (*nlmsg.Ruleset, error) {
+	if name == "" {
+		name = "-"
+	}
+	if len(inputs) == 0 {
+		return &nlmsg.Ruleset{}, nil
+	}
+	i := 0
+	return parse(name, opts, func(cmd *exec.Cmd) {
+		cmd.Args = append(cmd.Args, "-f", "-")
+		cmd.Stdin = strings.NewReader(inputs[i])
+		i++
+	}, len(inputs))
 }
 
 // ParseFile is Parse for the ruleset file at path. nft reads the file itself
@@ -65,11 +85,11 @@ func ParseFile(path string, opts Options) (*nlmsg.Ruleset, error) {
 	f.Close()
 	return parse(path, opts, func(cmd *exec.Cmd) {
 		cmd.Args = append(cmd.Args, "-f", path)
-	})
+	}, 1)
 }
 
-func parse(name string, opts Options, setInput func(*exec.Cmd)) (*nlmsg.Ruleset, error) {
-	msgs, err := parseMessages(name, opts, setInput)
+func parse(name string, opts Options, setInput func(*exec.Cmd), runs int) (*nlmsg.Ruleset, error) {
+	msgs, err := parseMessages(name, opts, setInput, runs)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +101,9 @@ func parse(name string, opts Options, setInput func(*exec.Cmd)) (*nlmsg.Ruleset,
 }
 
 // parseMessages loads the ruleset with nft in a private network namespace
-// and returns the raw messages of its dump (see DumpMessages).
-func parseMessages(name string, opts Options, setInput func(*exec.Cmd)) ([]netlink.Message, error) {
+// and returns the raw messages of its dump (see DumpMessages). nft runs
+// runs times, setInput preparing each run.
+func parseMessages(name string, opts Options, setInput func(*exec.Cmd), runs int) ([]netlink.Message, error) {
 	nft := opts.Nft
 	if nft == "" {
 		p, err := exec.LookPath("nft")
@@ -102,8 +123,10 @@ func parseMessages(name string, opts Options, setInput func(*exec.Cmd)) ([]netli
 		if err := mirrorLinks(ns, links); err != nil {
 			return err
 		}
-		if err := runNft(nft, name, setInput); err != nil {
-			return err
+		for i := 0; i < runs; i++ {
+			if err := runNft(nft, name, setInput); err != nil {
+				return err
+			}
 		}
 		var err error
 		msgs, err = DumpMessages(ns)

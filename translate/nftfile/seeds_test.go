@@ -38,7 +38,7 @@ func TestRealMessagesRoundTrip(t *testing.T) {
 	seeds := map[string]int{}
 	for _, path := range files {
 		base := strings.TrimSuffix(filepath.Base(path), ".nft")
-		msgs, err := parseMessages(path, Options{}, func(cmd *exec.Cmd) { cmd.Args = append(cmd.Args, "-f", path) })
+		msgs, err := parseMessages(path, Options{}, func(cmd *exec.Cmd) { cmd.Args = append(cmd.Args, "-f", path) }, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
