@@ -24,14 +24,23 @@ const DefaultSetCapacity = 65536
 // LPM tries allocate per element, so a large limit costs nothing.
 const lpmCapacity = 1 << 20
 
-// InMap reports whether lookups in s are compiled as BPF map lookups (the
-// set is named, so its elements can change at run time without reloading
-// the program) rather than compare chains. Named sets of exact keys are
-// hash maps; named interval sets are LPM tries holding every range as the
-// prefixes that cover it exactly. Concatenated, map and dynamic sets are not
-// in maps (yet).
+// AnonymousMapThreshold is the number of elements from which an anonymous
+// set is looked up in a map rather than compiled into a compare chain,
+// whose cost grows with every element.
+const AnonymousMapThreshold = 16
+
+// InMap reports whether lookups in s are compiled as BPF map lookups rather
+// than compare chains: named sets (whose elements can change at run time
+// without reloading the program) and anonymous sets of at least
+// AnonymousMapThreshold elements. Sets of exact keys are hash maps;
+// interval sets are LPM tries holding every range as the prefixes that
+// cover it exactly. Concatenated, map and dynamic sets are not in maps
+// (yet).
 func InMap(s *ir.Set) bool {
-	return !s.Anonymous() && s.Flags&(ir.SetConcat|ir.SetMap|ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
+	if s.Anonymous() && len(s.Elements) < AnonymousMapThreshold {
+		return false
+	}
+	return s.Flags&(ir.SetConcat|ir.SetMap|ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
 
 // SetSymbol is the reference name instructions use for the map of set s.

@@ -81,6 +81,8 @@ func TestSetMapSpec(t *testing.T) {
 		{"sized", &ir.Set{Name: "b", KeyLen: 4, Size: 10}, true, 10, false},
 		{"too many for size", &ir.Set{Name: "c", KeyLen: 2, Size: 1, Elements: []ir.SetElement{{Low: u16(1), High: u16(1)}, {Low: u16(2), High: u16(2)}}}, true, 0, true},
 		{"anonymous", &ir.Set{Name: "__set0", Flags: ir.SetAnonymous, KeyLen: 2}, false, 0, true},
+		{"large anonymous", anonymous(ipv4Set("__set1", AnonymousMapThreshold)), true, DefaultSetCapacity, false},
+		{"small anonymous", anonymous(ipv4Set("__set2", AnonymousMapThreshold-1)), false, 0, true},
 		{"interval", &ir.Set{Name: "i", Flags: ir.SetInterval, KeyLen: 2}, true, lpmCapacity, false},
 		{"concat", &ir.Set{Name: "k", Flags: ir.SetConcat, KeyLen: 8}, false, 0, true},
 		{"map", &ir.Set{Name: "m", Flags: ir.SetMap, KeyLen: 2}, false, 0, true},
@@ -369,4 +371,47 @@ func BenchmarkIntervalSetMap(b *testing.B) {
 		b.ReportMetric(float64(prog.Nanoseconds())/float64(b.N), "ns/packet")
 		b.ReportMetric(float64(prog)/float64(base), "x-empty")
 	})
+}
+
+func anonymous(s *ir.Set) *ir.Set {
+	s.Flags |= ir.SetAnonymous | ir.SetConstant
+	return s
+}
+
+// TestAnonymousSetMap: anonymous sets of AnonymousMapThreshold elements or
+// more are looked up in maps (exact keys, and ranges with a negated
+// lookup), smaller ones inline.
+func TestAnonymousSetMap(t *testing.T) {
+	privileged(t)
+	var exact, ranges [][2][]byte
+	for i := 0; i < AnonymousMapThreshold; i++ {
+		exact = append(exact, el(u16(uint16(100+3*i))))
+		ranges = append(ranges, elr(u16(uint16(1000+10*i)), u16(uint16(1004+10*i))))
+	}
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			big := inSet(th(2, 2), false, 2, exact...)
+			bigRanges := inSet(th(2, 2), true, 2, ranges...)
+			small := inSet(th(2, 2), false, 2, exact[:3]...)
+			bigRanges.Set.Name, small.Set.Name = "__set1", "__set2"
+			tab, c := table(ir.FamilyIPv4, 0, ir.VerdictAccept, []*ir.Rule{
+				rule(small, counter, drop),
+				rule(big, drop),
+				rule(bigRanges, &ir.Match{Field: th(2, 2), Op: ir.OpGte, Value: u16(1000)}, &ir.Match{Field: th(2, 2), Op: ir.OpLt, Value: u16(2000)}, drop),
+			})
+			l := loadFlavour(t, fl, tab, c)
+			if len(l.Sets) != 2 {
+				t.Fatalf("%d set maps, want 2 (the two large sets)", len(l.Sets))
+			}
+			for port, want := range map[uint16]ir.VerdictKind{
+				100: ir.VerdictDrop, 103: ir.VerdictDrop, 145: ir.VerdictDrop, 101: ir.VerdictAccept, 146: ir.VerdictAccept,
+				999: ir.VerdictAccept, 1000: ir.VerdictAccept, 1004: ir.VerdictAccept, 1005: ir.VerdictDrop, 1009: ir.VerdictDrop,
+				1154: ir.VerdictAccept, 1155: ir.VerdictDrop, 2000: ir.VerdictAccept,
+			} {
+				if v := run(t, fl, l, tcp4(port)); v != want {
+					t.Errorf("tcp %d: got %s, want %s", port, vname(v), vname(want))
+				}
+			}
+		})
+	}
 }
