@@ -2,7 +2,6 @@ package codegen
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -712,8 +711,6 @@ func (g *gen) loadBytes(dst int32, n uint32) {
 		)
 	}
 }
-
-var errInternal = errors.New("internal error")
 
 // stImm64 emits *(u64 *)(dst + off) = value (sign-extended 32-bit imm).
 func stImm64(dst asm.Register, off int16, value int64) asm.Instruction {
