@@ -2,13 +2,11 @@ package daemon
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
@@ -31,18 +29,14 @@ type session struct {
 // openSession prepares a session for target with the stored ruleset text
 // (nft syntax, "" for none) loaded by the real nft.
 func openSession(target *nsctx.NetNS, stored, nft string) (*session, error) {
-	links, err := listLinks(target)
-	if err != nil {
-		return nil, fmt.Errorf("interfaces of the requester's network namespace: %w", err)
-	}
 	ns, err := nsctx.New()
 	if err != nil {
 		return nil, err
 	}
 	s := &session{ns: ns, fd: -1}
 	err = ns.Do(func() error {
-		if err := mirrorLinks(ns, links); err != nil {
-			return err
+		if err := nftfile.MirrorInterfaces(target.File(), ns.File()); err != nil {
+			return fmt.Errorf("interfaces of the requester's network namespace: %w", err)
 		}
 		if strings.TrimSpace(stored) != "" {
 			if err := runNft(nft, stored); err != nil {
@@ -114,108 +108,4 @@ func runNft(nft, text string) error {
 		return fmt.Errorf("%s: %w: %s", nft, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
-}
-
-// link is a network interface: its name and ifindex.
-type link struct {
-	index int32
-	name  string
-}
-
-func dialRoute(ns *nsctx.NetNS) (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: int(ns.File().Fd())})
-	if err != nil {
-		return nil, fmt.Errorf("rtnetlink: %w", err)
-	}
-	return c, nil
-}
-
-// listLinks returns the interfaces of ns, lo excepted.
-func listLinks(ns *nsctx.NetNS) ([]link, error) {
-	c, err := dialRoute(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
-		Data:   make([]byte, unix.SizeofIfInfomsg),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("RTM_GETLINK: %w", err)
-	}
-	var links []link
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
-			continue
-		}
-		l := link{index: int32(binary.NativeEndian.Uint32(m.Data[4:8]))}
-		ad, err := netlink.NewAttributeDecoder(m.Data[unix.SizeofIfInfomsg:])
-		if err != nil {
-			return nil, err
-		}
-		for ad.Next() {
-			if ad.Type() == unix.IFLA_IFNAME {
-				l.name = ad.String()
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return nil, err
-		}
-		if l.index != 1 && l.name != "lo" {
-			links = append(links, l)
-		}
-	}
-	return links, nil
-}
-
-// mirrorLinks creates a dummy device per link in ns, same name and ifindex.
-func mirrorLinks(ns *nsctx.NetNS, links []link) error {
-	if len(links) == 0 {
-		return nil
-	}
-	c, err := dialRoute(ns)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	kinds := mirrorKinds
-	for _, l := range links {
-		for {
-			err = newLink(c, l, kinds[0])
-			if errors.Is(err, unix.EOPNOTSUPP) && len(kinds) > 1 {
-				kinds = kinds[1:] // the kernel lacks this link kind
-				continue
-			}
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("stand-in for interface %s (index %d): %w", l.name, l.index, err)
-		}
-	}
-	return nil
-}
-
-// mirrorKinds are the link kinds tried for stand-in devices, in order; only
-// name and ifindex matter.
-var mirrorKinds = []string{"dummy", "ifb", "bridge"}
-
-func newLink(c *netlink.Conn, l link, kind string) error {
-	ae := netlink.NewAttributeEncoder()
-	ae.String(unix.IFLA_IFNAME, l.name)
-	ae.Nested(unix.IFLA_LINKINFO, func(n *netlink.AttributeEncoder) error {
-		n.String(unix.IFLA_INFO_KIND, kind)
-		return nil
-	})
-	attrs, err := ae.Encode()
-	if err != nil {
-		return err
-	}
-	hdr := make([]byte, unix.SizeofIfInfomsg)
-	binary.NativeEndian.PutUint32(hdr[4:8], uint32(l.index))
-	_, err = c.Execute(netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl},
-		Data:   append(hdr, attrs...),
-	})
-	return err
 }

@@ -127,3 +127,15 @@ func newLink(c *netlink.Conn, l link, kind string) error {
 	})
 	return err
 }
+
+// MirrorInterfaces creates in network namespace to one stand-in device for
+// every interface of network namespace from (nil = the caller's), lo
+// excepted, with the same name and ifindex, so that nft resolves interface
+// names in to as it would in from.
+func MirrorInterfaces(from, to *os.File) error {
+	links, err := listLinks(from)
+	if err != nil {
+		return fmt.Errorf("interfaces to mirror: %w", err)
+	}
+	return mirrorLinks(to, links)
+}
