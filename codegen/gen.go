@@ -133,8 +133,10 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		next := g.b.newLabel("rule_end")
 		start := g.b.pos()
 		g.b.invertNext = true
-		var inline *ir.Chain
-		inlineRet := ""
+		// inlines are the user chains the rule jumps or goes to, compiled
+		// after it: a jump verdict falls through into the first, verdict
+		// map targets are reached by their labels.
+		var inlines []inlineChain
 	stmts:
 		for i, s := range r.Stmts {
 			g.curStmt = s
@@ -169,11 +171,11 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 					if depth+1 > maxJumpDepth {
 						return g.unsupported("jump depth exceeds %d", maxJumpDepth)
 					}
-					inline = target
-					inlineRet = next
+					in := inlineChain{chain: target, ret: next}
 					if s.Kind == ir.VerdictGoto {
-						inlineRet = ret
+						in.ret = ret
 					}
+					inlines = append(inlines, in)
 				default:
 					return g.unsupported("unknown verdict %d", s.Kind)
 				}
@@ -181,14 +183,30 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 					return g.unsupported("statements after a verdict")
 				}
 				break stmts
+			case *ir.Lookup:
+				if err := g.lookup(s, next); err != nil {
+					return err
+				}
+			case *ir.VerdictMap:
+				if i != len(r.Stmts)-1 {
+					return g.unsupported("statements after a verdict map")
+				}
+				in, err := g.verdictMap(s, next, ret, depth, active)
+				if err != nil {
+					return err
+				}
+				inlines = append(inlines, in...)
 			default:
 				return g.unsupported("statement type %T is not supported", s)
 			}
 		}
 		g.b.invertNext = false
 		g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)})
-		if inline != nil {
-			if err := g.chain(inline, inlineRet, depth+1, active); err != nil {
+		for _, in := range inlines {
+			if in.label != "" {
+				g.b.label(in.label)
+			}
+			if err := g.chain(in.chain, in.ret, depth+1, active); err != nil {
 				return err
 			}
 			g.curChain = c.Name

@@ -34,13 +34,21 @@ const AnonymousMapThreshold = 16
 // without reloading the program) and anonymous sets of at least
 // AnonymousMapThreshold elements. Sets of exact keys are hash maps;
 // interval sets are LPM tries holding every range as the prefixes that
-// cover it exactly. Concatenated, map and dynamic sets are not in maps
-// (yet).
+// cover it exactly. Concatenations of exact keys are hash maps over the
+// whole key; verdict maps are maps whose values index the map's verdicts
+// (ir.Set.Verdicts). Concatenations with the interval flag, data maps and
+// dynamic sets are not in maps.
 func InMap(s *ir.Set) bool {
 	if s.Anonymous() && len(s.Elements) < AnonymousMapThreshold {
 		return false
 	}
-	return s.Flags&(ir.SetConcat|ir.SetMap|ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
+	if s.Flags&ir.SetMap != 0 && !s.IsVerdictMap() {
+		return false
+	}
+	if s.Concatenated() && s.Flags&ir.SetInterval != 0 {
+		return false
+	}
+	return s.Flags&(ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
 
 // SetSymbol is the reference name instructions use for the map of set s.
@@ -51,24 +59,70 @@ func SetSymbol(s *ir.Set) string { return "nft_set:" + s.Name }
 // keys (a 4-byte host-order prefix length, then the key bytes), the fewest
 // prefixes whose union is exactly the set's ranges.
 func SetMapKeys(s *ir.Set) ([][]byte, error) {
+	keys, _, err := SetMapEntries(s)
+	return keys, err
+}
+
+// SetMapEntries returns the keys of the map that backs set s (see
+// SetMapKeys) and the value of each: one byte 1 for a set; for a verdict
+// map the index of the element's verdict in s.Verdicts(), a host-order
+// u32.
+func SetMapEntries(s *ir.Set) (keys, values [][]byte, err error) {
+	return SetMapEntriesWith(s, s.Verdicts())
+}
+
+// SetMapEntriesWith is SetMapEntries for a verdict map whose programs
+// were compiled for the verdicts targets (a superset of the verdicts of
+// s's elements): values index targets.
+func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, err error) {
 	if !InMap(s) {
-		return nil, fmt.Errorf("set %s is not backed by a map", s.Name)
+		return nil, nil, fmt.Errorf("set %s is not backed by a map", s.Name)
 	}
-	var keys [][]byte
+	var index map[ir.Verdict]uint32
+	if s.IsVerdictMap() {
+		index = map[ir.Verdict]uint32{}
+		for i, v := range targets {
+			index[v] = uint32(i)
+		}
+	}
+	one := []byte{1}
 	for _, e := range s.Elements {
 		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {
-			return nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
+			return nil, nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
+		}
+		value := one
+		if index != nil {
+			if e.Verdict == nil {
+				return nil, nil, fmt.Errorf("verdict map %s: element %x has no verdict", s.Name, e.Low)
+			}
+			i, ok := index[*e.Verdict]
+			if !ok {
+				return nil, nil, fmt.Errorf("verdict map %s: element %x: verdict %s is not among the compiled %v", s.Name, e.Low, e.Verdict, targets)
+			}
+			value = binary.NativeEndian.AppendUint32(nil, i)
 		}
 		if s.Flags&ir.SetInterval == 0 {
 			if !bytes.Equal(e.Low, e.High) {
-				return nil, fmt.Errorf("set %s: element %x-%x is a range in a set of exact keys", s.Name, e.Low, e.High)
+				return nil, nil, fmt.Errorf("set %s: element %x-%x is a range in a set of exact keys", s.Name, e.Low, e.High)
 			}
 			keys = append(keys, e.Low)
+			values = append(values, value)
 			continue
 		}
-		keys = append(keys, rangePrefixes(e.Low, e.High)...)
+		for _, k := range rangePrefixes(e.Low, e.High) {
+			keys = append(keys, k)
+			values = append(values, value)
+		}
 	}
-	return keys, nil
+	return keys, values, nil
+}
+
+// setValueSize is the value size of the map backing s.
+func setValueSize(s *ir.Set) uint32 {
+	if s.IsVerdictMap() {
+		return 4
+	}
+	return 1
 }
 
 // rangePrefixes returns LPM trie keys of the prefixes that cover exactly
@@ -127,7 +181,7 @@ func SetMapSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 			Name:       "nft_s_" + sanitize(s.Name),
 			Type:       ebpf.LPMTrie,
 			KeySize:    4 + s.KeyLen,
-			ValueSize:  1,
+			ValueSize:  setValueSize(s),
 			MaxEntries: max(lpmCapacity, 2*uint32(len(keys))),
 			Flags:      unix.BPF_F_NO_PREALLOC,
 		}, nil
@@ -143,7 +197,7 @@ func SetMapSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 		Name:       "nft_s_" + sanitize(s.Name),
 		Type:       ebpf.Hash,
 		KeySize:    s.KeyLen,
-		ValueSize:  1,
+		ValueSize:  setValueSize(s),
 		MaxEntries: capacity,
 		Flags:      unix.BPF_F_NO_PREALLOC,
 	}, nil
@@ -173,7 +227,7 @@ func NewSetMap(s *ir.Set) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := SetMapKeys(s)
+	keys, values, err := SetMapEntries(s)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +235,7 @@ func NewSetMap(s *ir.Set) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create map of set %s: %w", s.Name, err)
 	}
-	if err := UpdateSetMap(m, keys, nil); err != nil {
+	if err := UpdateSetMapEntries(m, keys, values, nil); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
@@ -192,17 +246,37 @@ func NewSetMap(s *ir.Set) (*ebpf.Map, error) {
 // map (see SetMapKeys). Removing a key that is not in the map is not an
 // error.
 func UpdateSetMap(m *ebpf.Map, add, del [][]byte) error {
+	return UpdateSetMapEntries(m, add, nil, del)
+}
+
+// UpdateSetMapEntries adds the keys add, with values (one per key; nil
+// for the one-byte value 1 of a set), to a set map and removes the keys
+// del. An added key that is there already takes its new value.
+func UpdateSetMapEntries(m *ebpf.Map, add, values, del [][]byte) error {
 	for _, k := range append(append([][]byte(nil), add...), del...) {
 		if uint32(len(k)) != m.KeySize() {
 			return fmt.Errorf("key %x has %d bytes, the map's have %d", k, len(k), m.KeySize())
 		}
 	}
-	one := []byte{1}
-	if err := batchAdd(m, add); err != nil {
+	if values == nil {
+		values = make([][]byte, len(add))
+		for i := range values {
+			values[i] = []byte{1}
+		}
+	}
+	if len(values) != len(add) {
+		return fmt.Errorf("%d values for %d keys", len(values), len(add))
+	}
+	for _, v := range values {
+		if uint32(len(v)) != m.ValueSize() {
+			return fmt.Errorf("value %x has %d bytes, the map's have %d", v, len(v), m.ValueSize())
+		}
+	}
+	if err := batchAdd(m, add, values); err != nil {
 		// Batch operations need Linux 5.6 (and are not offered by
 		// every map type); add one at a time.
-		for _, k := range add {
-			if err := m.Update(k, one, ebpf.UpdateAny); err != nil {
+		for i, k := range add {
+			if err := m.Update(k, values[i], ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("add key %x: %w", k, err)
 			}
 		}
@@ -217,17 +291,29 @@ func UpdateSetMap(m *ebpf.Map, add, del [][]byte) error {
 
 // SetMapContents returns the keys in a set map, sorted.
 func SetMapContents(m *ebpf.Map) ([][]byte, error) {
-	var out [][]byte
+	keys, _, err := SetMapContentEntries(m)
+	return keys, err
+}
+
+// SetMapContentEntries returns the keys in a set map, sorted, and the
+// value of each.
+func SetMapContentEntries(m *ebpf.Map) (keys, values [][]byte, err error) {
+	type entry struct{ k, v []byte }
+	var out []entry
 	var k, v []byte
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, append([]byte(nil), k...))
+		out = append(out, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read set map: %w", err)
+		return nil, nil, fmt.Errorf("read set map: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].k, out[j].k) < 0 })
+	for _, e := range out {
+		keys = append(keys, e.k)
+		values = append(values, e.v)
+	}
+	return keys, values, nil
 }
 
 // associateSets points the program's set references at maps.
@@ -249,18 +335,23 @@ const batchChunk = 1 << 16
 
 // batchAdd adds keys with BPF_MAP_UPDATE_BATCH. Keys go to the kernel as
 // a slice of fixed-size byte arrays, which is how cilium/ebpf counts them.
-func batchAdd(m *ebpf.Map, add [][]byte) error {
+func batchAdd(m *ebpf.Map, add, values [][]byte) error {
 	if len(add) == 0 {
 		return nil
 	}
 	keyType := reflect.ArrayOf(int(m.KeySize()), reflect.TypeFor[byte]())
+	vs := int(m.ValueSize())
 	for start := 0; start < len(add); start += batchChunk {
-		part := add[start:min(start+batchChunk, len(add))]
+		end := min(start+batchChunk, len(add))
+		part := add[start:end]
 		keys := reflect.MakeSlice(reflect.SliceOf(keyType), len(part), len(part))
 		for i, k := range part {
 			reflect.Copy(keys.Index(i), reflect.ValueOf(k))
 		}
-		vals := bytes.Repeat([]byte{1}, len(part))
+		vals := make([]byte, 0, vs*len(part))
+		for _, v := range values[start:end] {
+			vals = append(vals, v...)
+		}
 		if _, err := m.BatchUpdate(keys.Interface(), vals, nil); err != nil {
 			return err
 		}

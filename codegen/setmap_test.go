@@ -84,7 +84,9 @@ func TestSetMapSpec(t *testing.T) {
 		{"large anonymous", anonymous(ipv4Set("__set1", AnonymousMapThreshold)), true, DefaultSetCapacity, false},
 		{"small anonymous", anonymous(ipv4Set("__set2", AnonymousMapThreshold-1)), false, 0, true},
 		{"interval", &ir.Set{Name: "i", Flags: ir.SetInterval, KeyLen: 2}, true, lpmCapacity, false},
-		{"concat", &ir.Set{Name: "k", Flags: ir.SetConcat, KeyLen: 8}, false, 0, true},
+		{"concat", &ir.Set{Name: "k", KeyLen: 8, Fields: []uint32{4, 4}}, true, DefaultSetCapacity, false},
+		{"concat ranges", &ir.Set{Name: "k", Flags: ir.SetConcat | ir.SetInterval, KeyLen: 8, Fields: []uint32{4, 4}}, false, 0, true},
+		{"verdict map", &ir.Set{Name: "v", Flags: ir.SetMap, KeyLen: 2, DataType: ir.DataVerdict}, true, DefaultSetCapacity, false},
 		{"map", &ir.Set{Name: "m", Flags: ir.SetMap, KeyLen: 2}, false, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,11 +133,11 @@ func TestBatchAdd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	keys, err := SetMapKeys(s)
+	keys, values, err := SetMapEntries(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := batchAdd(m, keys); err != nil {
+	if err := batchAdd(m, keys, values); err != nil {
 		t.Fatal(err)
 	}
 	got, err := SetMapContents(m)

@@ -98,6 +98,10 @@ func (p *printer) stmt(s Stmt) string {
 		return "counter"
 	case *Verdict:
 		return s.String()
+	case *Lookup:
+		return p.lookup(s)
+	case *VerdictMap:
+		return p.verdictMap(s)
 	}
 	return fmt.Sprintf("%T", s)
 }
@@ -256,10 +260,37 @@ func (p *printer) match(mt *Match) string {
 		return s
 	}
 	mt = widen(mt)
+	lhs, typ, host, mask, eq := p.operand(mt)
+	switch mt.Op {
+	case OpInRange:
+		return fmt.Sprintf("%s %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
+	case OpNotInRange:
+		return fmt.Sprintf("%s != %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
+	case OpInSet, OpNotInSet:
+		neg := ""
+		if mt.Op == OpNotInSet {
+			neg = "!= "
+		}
+		return fmt.Sprintf("%s %s%s", lhs, neg, p.setRef(mt.Set, typ, host, mask))
+	}
+	op := opText[mt.Op]
+	if op == "" {
+		op = eq
+	}
+	if op == "" && typ == TypeTCPFlags {
+		// Without an operator nft reads flags as "any of these set".
+		op = "== "
+	}
+	return fmt.Sprintf("%s %s%s", lhs, op, p.value(typ, host, mask, mt.Value))
+}
+
+// operand returns how the Field of mt prints: the left-hand side (a
+// header field, meta key or raw payload, with its transforms in nft's
+// bitwise syntax), how its values print, and the operator an equality
+// compare needs ("== " after a transform).
+func (p *printer) operand(mt *Match) (lhs string, typ ValueType, host bool, mask []byte, eq string) {
 	f := &mt.Field
-	var lhs string
-	typ, host := TypeHex, false
-	var mask []byte
+	typ = TypeHex
 	rest := foldMasks(f.Transforms)
 	if f.Source == SourceMeta {
 		lhs = "meta " + MetaName(f.Meta)
@@ -281,7 +312,6 @@ func (p *printer) match(mt *Match) string {
 	}
 	// Transforms print as nft bitwise syntax on the value; byte order
 	// conversions only change how the value reads.
-	eq := ""
 	for _, t := range rest {
 		switch t.Kind {
 		case TransformMaskXor:
@@ -305,27 +335,7 @@ func (p *printer) match(mt *Match) string {
 			host = !host
 		}
 	}
-	switch mt.Op {
-	case OpInRange:
-		return fmt.Sprintf("%s %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
-	case OpNotInRange:
-		return fmt.Sprintf("%s != %s-%s", lhs, p.value(typ, host, mask, mt.Value), p.value(typ, host, mask, mt.High))
-	case OpInSet, OpNotInSet:
-		neg := ""
-		if mt.Op == OpNotInSet {
-			neg = "!= "
-		}
-		return fmt.Sprintf("%s %s%s", lhs, neg, p.setRef(mt.Set, typ, host, mask))
-	}
-	op := opText[mt.Op]
-	if op == "" {
-		op = eq
-	}
-	if op == "" && typ == TypeTCPFlags {
-		// Without an operator nft reads flags as "any of these set".
-		op = "== "
-	}
-	return fmt.Sprintf("%s %s%s", lhs, op, p.value(typ, host, mask, mt.Value))
+	return lhs, typ, host, mask, eq
 }
 
 // bitsType is the type a mask or xor operand of a value of type typ

@@ -255,13 +255,31 @@ type Set struct {
 	KeyLen  uint32
 	// Size is the set's declared maximum number of elements (nft's
 	// "size"); 0 if none was declared.
-	Size     uint32
+	Size uint32
+	// Fields are the lengths in bytes of the fields of a concatenated
+	// key (NFTA_SET_DESC_CONCAT); each takes a multiple of 4 bytes of
+	// the key (see KeyLayout). Nil for a key of one field.
+	Fields []uint32
+	// DataType and DataLen describe a map's values (NFTA_SET_DATA_TYPE:
+	// DataVerdict for verdict maps).
+	DataType uint32
+	DataLen  uint32
+	// Timeout is the default element timeout in milliseconds (0: none).
+	Timeout  uint64
 	Elements []SetElement
 }
 
-// SetElement is an inclusive range of keys, compared with memcmp.
+// SetElement is an inclusive range of keys, compared with memcmp. In a
+// set of concatenated keys with the interval flag each field has its own
+// range: a key matches when every field lies between that field's bytes in
+// Low and in High.
 type SetElement struct {
 	Low, High []byte
+	// Verdict is the element's verdict in a verdict map.
+	Verdict *Verdict
+	// Timeout is the element's timeout and Expires the time left until
+	// it expires, in milliseconds, as the kernel reported them (0: none).
+	Timeout, Expires uint64
 }
 
 // Anonymous reports whether the set is an anonymous (inline) set.

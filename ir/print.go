@@ -177,36 +177,3 @@ var setTypes = map[uint32]struct {
 	29: {"icmpv6_type", TypeICMPv6Type, false}, 31: {"pkt_type", TypePktType, false},
 	36: {"dscp", TypeDSCP, false}, 41: {"ifname", TypeIfName, false},
 }
-
-func printSet(b *strings.Builder, fam Family, s *Set) {
-	st, ok := setTypes[s.KeyType]
-	fmt.Fprintf(b, "\tset %s {\n", s.Name)
-	if ok {
-		fmt.Fprintf(b, "\t\ttype %s\n", st.name)
-	} else {
-		fmt.Fprintf(b, "\t\ttypeof @nh,0,%d\n", s.KeyLen*8)
-	}
-	var flags []string
-	if s.Flags&SetConstant != 0 {
-		flags = append(flags, "constant")
-	}
-	if s.Flags&SetInterval != 0 {
-		flags = append(flags, "interval")
-	}
-	if len(flags) > 0 {
-		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
-	}
-	if s.Size != 0 && s.Flags&(SetAnonymous|SetConstant) == 0 {
-		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
-	}
-	if len(s.Elements) > 0 {
-		p := newPrinter(fam)
-		host := st.host && s.Flags&SetInterval == 0
-		elems := make([]string, len(s.Elements))
-		for i, e := range s.Elements {
-			elems[i] = p.element(st.typ, host, nil, e)
-		}
-		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
-	}
-	b.WriteString("\t}\n")
-}

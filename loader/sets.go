@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -32,8 +33,57 @@ func SetDigest(s *ir.Set) (string, error) {
 	for _, e := range s.Elements {
 		h.Write(e.Low)
 		h.Write(e.High)
+		if e.Verdict != nil {
+			h.Write([]byte(e.Verdict.String()))
+		}
+		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// compiledVerdicts returns the verdicts the running programs dispatch on
+// for verdict map s, given their names recorded in the manifest, and
+// checks that every element of s has one of them; an element with another
+// verdict needs programs compiled for it (an error wrapping
+// ErrSetNotMapped).
+func compiledVerdicts(s *ir.Set, names []string) ([]ir.Verdict, error) {
+	if !s.IsVerdictMap() {
+		return nil, nil
+	}
+	byName := map[string]ir.Verdict{}
+	for _, v := range s.Verdicts() {
+		byName[v.String()] = v
+	}
+	out := make([]ir.Verdict, len(names))
+	known := map[string]bool{}
+	for i, n := range names {
+		known[n] = true
+		v, ok := byName[n]
+		if !ok {
+			// Not used by the new elements: its index stays reserved.
+			v = ir.Verdict{Kind: ir.VerdictKind(255), Chain: n}
+		}
+		out[i] = v
+	}
+	for n := range byName {
+		if !known[n] {
+			return nil, fmt.Errorf("map %s: element verdict %s is not one the programs were compiled for (%v): %w", s.Name, n, names, ErrSetNotMapped)
+		}
+	}
+	return out, nil
+}
+
+// verdictNames returns the verdicts the values of verdict map s index
+// (ir.Set.Verdicts), as text; nil for a set.
+func verdictNames(s *ir.Set) []string {
+	if !s.IsVerdictMap() {
+		return nil
+	}
+	var out []string
+	for _, v := range s.Verdicts() {
+		out = append(out, v.String())
+	}
+	return out
 }
 
 // setKey identifies a named set across loads.
@@ -75,8 +125,8 @@ func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen u
 			if err != nil {
 				return sm, fmt.Errorf("table %s %s, set %s: %w", cp.Table.Family, cp.Table.Name, s.Name, err)
 			}
-			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest}
-			if o, ok := oldByKey[key]; ok && o.Digest == digest && st.Exists(o.Map) {
+			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest, Verdicts: verdictNames(s)}
+			if o, ok := oldByKey[key]; ok && o.Digest == digest && slices.Equal(o.Verdicts, rec.Verdicts) && st.Exists(o.Map) {
 				m, err := ebpf.LoadPinnedMap(st.PinPath(o.Map), nil)
 				if err == nil && fits(m, s) == nil {
 					sm.maps[s] = m
@@ -137,11 +187,15 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	if idx < 0 || !codegen.InMap(s) {
 		return fmt.Errorf("set %s: %w", s.Name, ErrSetNotMapped)
 	}
+	targets, err := compiledVerdicts(s, man.Sets[idx].Verdicts)
+	if err != nil {
+		return err
+	}
 	digest, err := SetDigest(s)
 	if err != nil {
 		return err
 	}
-	m, add, del, err := setDiff(st, man.Sets[idx], s)
+	m, d, err := setDiff(st, man.Sets[idx], s, targets)
 	if err != nil {
 		return err
 	}
@@ -153,7 +207,7 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	if err := st.WriteManifest(state.StateName, man); err != nil {
 		return err
 	}
-	if err := codegen.UpdateSetMap(m, add, del); err != nil {
+	if err := d.apply(m); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	man.Sets[idx].Digest = digest
@@ -180,45 +234,56 @@ func fits(m *ebpf.Map, s *ir.Set) error {
 	return nil
 }
 
-// setDiff opens the pinned map of rec and returns the keys of s it lacks
-// and the keys it has that s does not. It returns an error wrapping
-// ErrSetNotMapped when the map cannot hold s.
-func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set) (m *ebpf.Map, add, del [][]byte, err error) {
+// mapDiff is what turns a set map's contents into a set's: keys to add
+// (or whose value changes) with their values, and keys to delete.
+type mapDiff struct {
+	add, values, del [][]byte
+}
+
+func (d mapDiff) apply(m *ebpf.Map) error {
+	return codegen.UpdateSetMapEntries(m, d.add, d.values, d.del)
+}
+
+// setDiff opens the pinned map of rec and returns how its contents differ
+// from the entries of s. It returns an error wrapping ErrSetNotMapped
+// when the map cannot hold s.
+func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set, targets []ir.Verdict) (m *ebpf.Map, d mapDiff, err error) {
 	m, err = ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+		return nil, d, fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	if err := fits(m, s); err != nil {
 		m.Close()
-		return nil, nil, nil, err
+		return nil, d, err
 	}
-	want, err := codegen.SetMapKeys(s)
+	want, values, err := codegen.SetMapEntriesWith(s, targets)
 	if err != nil {
 		m.Close()
-		return nil, nil, nil, err
+		return nil, d, err
 	}
-	cur, err := codegen.SetMapContents(m)
+	cur, curValues, err := codegen.SetMapContentEntries(m)
 	if err != nil {
 		m.Close()
-		return nil, nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+		return nil, d, fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	wanted := make(map[string]bool, len(want))
-	have := make(map[string]bool, len(cur))
-	for _, k := range cur {
-		have[string(k)] = true
+	have := make(map[string]string, len(cur))
+	for i, k := range cur {
+		have[string(k)] = string(curValues[i])
 	}
-	for _, k := range want {
+	for i, k := range want {
 		wanted[string(k)] = true
-		if !have[string(k)] {
-			add = append(add, k)
+		if v, ok := have[string(k)]; !ok || v != string(values[i]) {
+			d.add = append(d.add, k)
+			d.values = append(d.values, values[i])
 		}
 	}
 	for _, k := range cur {
 		if !wanted[string(k)] {
-			del = append(del, k)
+			d.del = append(d.del, k)
 		}
 	}
-	return m, add, del, nil
+	return m, d, nil
 }
 
 // shape fingerprints what a load attaches, except set elements: the
@@ -249,7 +314,7 @@ func shape(points []*point, opts Options) string {
 		}
 		var names []string
 		for s := range p.cp.Program.Sets {
-			names = append(names, fmt.Sprintf("set %q key %d size %d flags %#x", s.Name, s.KeyLen, s.Size, s.Flags))
+			names = append(names, fmt.Sprintf("set %q key %d size %d flags %#x verdicts %q", s.Name, s.KeyLen, s.Size, s.Flags, verdictNames(s)))
 		}
 		sort.Strings(names)
 		for _, n := range names {
@@ -280,8 +345,8 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 		oldByKey[s.Family+"\x00"+s.Table+"\x00"+s.Name] = s
 	}
 	type change struct {
-		m        *ebpf.Map
-		add, del [][]byte
+		m *ebpf.Map
+		d mapDiff
 	}
 	var changes []change
 	defer func() {
@@ -306,14 +371,14 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 				return false, err
 			}
 			if digest != rec.Digest {
-				m, add, del, err := setDiff(st, rec, s)
+				m, d, err := setDiff(st, rec, s, s.Verdicts())
 				if errors.Is(err, ErrSetNotMapped) {
 					return false, nil
 				}
 				if err != nil {
 					return false, err
 				}
-				changes = append(changes, change{m, add, del})
+				changes = append(changes, change{m, d})
 				rec.Digest = digest
 			}
 			sets = append(sets, rec)
@@ -334,7 +399,7 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 		}
 	}
 	for _, c := range changes {
-		if err := codegen.UpdateSetMap(c.m, c.add, c.del); err != nil {
+		if err := c.d.apply(c.m); err != nil {
 			return true, fmt.Errorf("ruleset partly applied (set elements): %w", err)
 		}
 	}

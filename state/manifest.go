@@ -38,6 +38,10 @@ type SetMap struct {
 	// Digest identifies the map's shape and elements; a reload keeps the
 	// map when the set's digest is unchanged.
 	Digest string `json:"digest"`
+	// Verdicts are the verdicts a verdict map's values index, in the
+	// order the programs dispatch on them: elements with other verdicts
+	// need new programs.
+	Verdicts []string `json:"verdicts,omitempty"`
 }
 
 // Rule is a rule's identity and the counter slots of its counter

@@ -86,6 +86,10 @@ func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
 			return nil, &exprError{index: i, kind: e.Kind(),
 				err: unsupported("verdict %s is followed by %d more expressions", v, len(r.Exprs)-1-i)}
 		}
+		if _, ok := stmt.(*ir.VerdictMap); ok && i != len(r.Exprs)-1 {
+			return nil, &exprError{index: i, kind: e.Kind(),
+				err: unsupported("verdict map lookup is followed by %d more expressions", len(r.Exprs)-1-i)}
+		}
 		if _, ok := stmt.(*ir.Counter); ok {
 			// A load ends the rule (NFT_BREAK) when the packet lacks what
 			// it reads, before a later counter counts; in the IR the
@@ -350,46 +354,6 @@ func (l *ruleLifter) rangeMatch(e *nlmsg.Range) (ir.Stmt, error) {
 		return nil, fmt.Errorf("range operation %d", e.Op)
 	}
 	return &ir.Match{Field: f, Op: op, Value: e.FromData, High: e.ToData}, nil
-}
-
-// NFT_LOOKUP_F_INV.
-const lookupInvert = 1
-
-func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
-	ps, ok := l.sets[e.Set]
-	if !ok {
-		return nil, fmt.Errorf("set %q not found", e.Set)
-	}
-	ps.used = true
-	if e.HasDReg || ps.set.Flags&ir.SetMap != 0 {
-		return nil, unsupported("map lookups and verdict maps (%s) are not supported yet", setRef(ps.set))
-	}
-	if ps.err != nil {
-		return nil, fmt.Errorf("set %s: %w", setRef(ps.set), ps.err)
-	}
-	if ps.set.Flags&ir.SetConcat != 0 || len(ps.msg.Concat) > 1 {
-		return nil, unsupported("concatenated set keys (%s) are not supported yet", setRef(ps.set))
-	}
-	if ps.set.Flags&ir.SetTimeout != 0 || ps.msg.Timeout != 0 {
-		return nil, unsupported("sets with timeouts (%s) are not supported yet", setRef(ps.set))
-	}
-	if ps.msg.HasExprs {
-		return nil, unsupported("sets with element expressions (%s) are not supported yet", setRef(ps.set))
-	}
-	f, err := l.value(e.SReg, ps.set.KeyLen)
-	if err != nil {
-		return nil, err
-	}
-	if f.Len != ps.set.KeyLen {
-		return nil, unsupported("set %s has %d-byte keys but the looked-up value has %d bytes", setRef(ps.set), ps.set.KeyLen, f.Len)
-	}
-	op := ir.OpInSet
-	if e.Flags&lookupInvert != 0 {
-		op = ir.OpNotInSet
-	} else if e.Flags != 0 {
-		return nil, fmt.Errorf("lookup flags %#x", e.Flags)
-	}
-	return &ir.Match{Field: f, Op: op, Set: ps.set}, nil
 }
 
 func setRef(s *ir.Set) string {

@@ -27,14 +27,197 @@ const (
 	elemCatchall    = 0x2
 )
 
-func (ps *pendingSet) finish() {
+func (ps *pendingSet) finish(chains map[string]*ir.Chain) {
 	elems, err := normaliseElements(ps.set, ps.elems)
+	if err == nil {
+		err = liftElementData(ps.set, ps.elems, elems, chains)
+	}
 	if err != nil {
 		ps.err = err
 		return
 	}
 	ps.set.Elements = elems
 }
+
+// concatFields returns the field lengths of a set's concatenated key, or
+// nil for a key of one field.
+func concatFields(s *nlmsg.Set) []uint32 {
+	if len(s.Concat) <= 1 {
+		return nil
+	}
+	return append([]uint32(nil), s.Concat...)
+}
+
+// liftElementData gives the elements of a map their data: a verdict map's
+// elements their verdicts (jump and goto targets must be user chains of
+// the table). out holds the normalised elements of s, in and out matched
+// by their first key.
+func liftElementData(s *ir.Set, in []nlmsg.SetElem, out []ir.SetElement, chains map[string]*ir.Chain) error {
+	if s.Flags&ir.SetMap == 0 {
+		return nil
+	}
+	if s.DataType != ir.DataVerdict {
+		return nil // data maps: refused where a rule uses them
+	}
+	byKey := map[string]*nlmsg.SetElem{}
+	for i := range in {
+		e := &in[i]
+		if e.Flags&elemIntervalEnd == 0 {
+			byKey[string(e.Key)] = e
+		}
+	}
+	for i := range out {
+		e, ok := byKey[string(out[i].Low)]
+		if !ok || e.Verdict == nil {
+			return fmt.Errorf("verdict map element %x has no verdict", out[i].Low)
+		}
+		v, err := liftVerdict(e.Verdict, chains)
+		if err != nil {
+			return fmt.Errorf("verdict map element %x: %w", out[i].Low, err)
+		}
+		out[i].Verdict = v
+	}
+	return nil
+}
+
+// NFT_LOOKUP_F_INV.
+const lookupInvert = 1
+
+// lookup lifts a lookup expression: a set membership test of one field
+// (an ir.Match), of a concatenation (an ir.Lookup), or a verdict map
+// (an ir.VerdictMap, when the lookup writes the verdict register).
+func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
+	ps, ok := l.sets[e.Set]
+	if !ok {
+		return nil, fmt.Errorf("set %q not found", e.Set)
+	}
+	ps.used = true
+	s := ps.set
+	if e.HasDReg && e.DReg != regVerdict {
+		return nil, unsupported("data map lookups (%s) feed statements that are not supported", setRef(s))
+	}
+	if s.Flags&ir.SetMap != 0 && !e.HasDReg {
+		return nil, fmt.Errorf("map %s looked up as a set", setRef(s))
+	}
+	if e.HasDReg && !s.IsVerdictMap() {
+		return nil, fmt.Errorf("%s is not a verdict map but the lookup writes the verdict register", setRef(s))
+	}
+	if s.Flags&ir.SetObject != 0 {
+		return nil, unsupported("object maps (%s) are not supported", setRef(s))
+	}
+	if ps.err != nil {
+		return nil, fmt.Errorf("set %s: %w", setRef(s), ps.err)
+	}
+	if s.Flags&ir.SetTimeout != 0 || ps.msg.Timeout != 0 {
+		return nil, unsupported("sets with timeouts (%s) are not supported yet", setRef(s))
+	}
+	if s.Flags&ir.SetEval != 0 {
+		return nil, unsupported("dynamic sets (%s, updated from the packet path) are not supported", setRef(s))
+	}
+	if ps.msg.HasExprs {
+		return nil, unsupported("sets with element expressions (%s) are not supported yet", setRef(s))
+	}
+	key, err := l.keyValue(e.SReg, s)
+	if err != nil {
+		return nil, err
+	}
+	if e.HasDReg {
+		if e.Flags != 0 {
+			return nil, fmt.Errorf("lookup flags %#x on a verdict map", e.Flags)
+		}
+		return &ir.VerdictMap{Key: key, Set: s}, nil
+	}
+	neg := false
+	if e.Flags&lookupInvert != 0 {
+		neg = true
+	} else if e.Flags != 0 {
+		return nil, fmt.Errorf("lookup flags %#x", e.Flags)
+	}
+	if len(key) > 1 {
+		return &ir.Lookup{Key: key, Set: s, Negate: neg}, nil
+	}
+	op := ir.OpInSet
+	if neg {
+		op = ir.OpNotInSet
+	}
+	return &ir.Match{Field: key[0], Op: op, Set: s}, nil
+}
+
+// maxConcatFields is nft's NFT_PIPAPO_MAX_FIELDS, the most fields a
+// concatenation may have.
+const maxConcatFields = 16
+
+// keyValue returns the fields that make up the key of set s, read from
+// the registers starting at sreg: one field, or for a concatenation one
+// field per 32-bit-aligned part of the key. The set's field layout comes
+// from NFTA_SET_DESC_CONCAT; where the kernel did not report it, it is
+// taken from the loads in the registers and recorded in s.
+func (l *ruleLifter) keyValue(sreg uint32, s *ir.Set) ([]ir.Field, error) {
+	w, err := regWord(sreg)
+	if err != nil {
+		return nil, err
+	}
+	if v := l.regs[w]; v != nil && !v.covered && v.field.Len == s.KeyLen && len(s.Fields) <= 1 {
+		f, err := l.value(sreg, s.KeyLen)
+		if err != nil {
+			return nil, err
+		}
+		return []ir.Field{f}, nil
+	}
+	var fields []ir.Field
+	var lens []uint32
+	total := uint32(0)
+	for i := 0; total < s.KeyLen; i++ {
+		if w >= reg32Count {
+			return nil, fmt.Errorf("set %s: %d-byte key runs past the last register", setRef(s), s.KeyLen)
+		}
+		v := l.regs[w]
+		if v == nil {
+			return nil, unsupported("set %s: key part %d reads register word %d, which holds no loaded value", setRef(s), i+1, w)
+		}
+		if v.covered {
+			return nil, unsupported("set %s: key part %d reads register word %d from the middle of a value", setRef(s), i+1, w)
+		}
+		n := v.field.Len
+		if i == 0 && n > s.KeyLen {
+			return nil, unsupported("set %s has %d-byte keys but the looked-up value has %d bytes", setRef(s), s.KeyLen, n)
+		}
+		if len(s.Fields) > 1 {
+			if i >= len(s.Fields) {
+				return nil, fmt.Errorf("set %s: key has more parts than its %d fields", setRef(s), len(s.Fields))
+			}
+			if s.Fields[i] != n {
+				return nil, unsupported("set %s: key field %d has %d bytes but the value loaded for it has %d", setRef(s), i+1, s.Fields[i], n)
+			}
+		}
+		v.used = true
+		fields = append(fields, cloneField(v.field))
+		lens = append(lens, n)
+		total += round4(n)
+		w += int(round4(n) / regWordBytes)
+	}
+	if total != s.KeyLen {
+		return nil, unsupported("set %s has %d-byte keys but the looked-up values span %d bytes", setRef(s), s.KeyLen, total)
+	}
+	if len(fields) > maxConcatFields {
+		return nil, fmt.Errorf("set %s: concatenation of %d fields (nft allows %d)", setRef(s), len(fields), maxConcatFields)
+	}
+	if len(fields) == 1 {
+		if fields[0].Len != s.KeyLen {
+			return nil, unsupported("set %s has %d-byte keys but the looked-up value has %d bytes", setRef(s), s.KeyLen, fields[0].Len)
+		}
+		return fields, nil
+	}
+	if len(s.Fields) == 0 {
+		s.Fields = lens
+	}
+	if len(s.Fields) != len(fields) {
+		return nil, fmt.Errorf("set %s: key of %d fields looked up with %d values", setRef(s), len(s.Fields), len(fields))
+	}
+	return fields, nil
+}
+
+func round4(n uint32) uint32 { return (n + 3) &^ 3 }
 
 // normaliseElements turns set elements into inclusive ranges. Interval sets
 // come as start elements and INTERVAL_END elements whose key is one past the
@@ -80,8 +263,8 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 			if e.KeyEnd == nil {
 				return nil, fmt.Errorf("interval set mixes elements with and without a key end")
 			}
-			if bytes.Compare(e.Key, e.KeyEnd) > 0 {
-				return nil, fmt.Errorf("interval element starts after it ends")
+			if !rangeOrdered(s, e.Key, e.KeyEnd) {
+				return nil, fmt.Errorf("interval element %x-%x starts after it ends", e.Key, e.KeyEnd)
 			}
 			out = append(out, ir.SetElement{Low: e.Key, High: e.KeyEnd})
 		}
@@ -125,6 +308,22 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 		out = append(out, ir.SetElement{Low: open, High: bytes.Repeat([]byte{0xff}, keyLen)})
 	}
 	return out, nil
+}
+
+// rangeOrdered reports whether lo is at most hi, field by field for a
+// concatenated key (each field of a concatenation has its own range).
+func rangeOrdered(s *ir.Set, lo, hi []byte) bool {
+	offs, lens := s.KeyLayout()
+	for i := range offs {
+		a, b := offs[i], offs[i]+round4(lens[i])
+		if b > uint32(len(lo)) {
+			b = uint32(len(lo))
+		}
+		if bytes.Compare(lo[a:b], hi[a:b]) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func sortElements(es []ir.SetElement) {

@@ -123,6 +123,7 @@ func Lift(rs *nlmsg.Ruleset) (*Result, error) {
 		}
 		ps := &pendingSet{msg: s, set: &ir.Set{
 			Name: s.Name, Flags: ir.SetFlags(s.Flags), KeyType: s.KeyType, KeyLen: s.KeyLen, Size: s.Size,
+			DataType: s.DataType, DataLen: s.DataLen, Timeout: s.Timeout, Fields: concatFields(s),
 		}}
 		sets[k][s.Name] = ps
 		it.Sets = append(it.Sets, ps.set)
@@ -134,9 +135,9 @@ func Lift(rs *nlmsg.Ruleset) (*Result, error) {
 		}
 		ps.elems = append(ps.elems, e.Elems...)
 	}
-	for _, byName := range sets {
+	for k, byName := range sets {
 		for _, ps := range byName {
-			ps.finish()
+			ps.finish(chains[k])
 		}
 	}
 	for _, r := range rs.Rules {

@@ -20,14 +20,14 @@ type setRef struct {
 var familyNames = map[string]bool{"ip": true, "ip6": true, "inet": true, "arp": true, "bridge": true, "netdev": true}
 
 // elementCommand recognises the commands that change only a set's
-// elements: add/create/delete element FAMILY TABLE SET { … } and flush set
-// FAMILY TABLE SET (the family defaults to ip, as in nft).
+// elements: add/create/delete element FAMILY TABLE SET { … } and flush
+// set|map FAMILY TABLE SET (the family defaults to ip, as in nft).
 func elementCommand(verb string, args []string) (setRef, bool) {
 	var rest []string
 	switch {
 	case (verb == "add" || verb == "create" || verb == "delete") && len(args) > 0 && args[0] == "element":
 		rest = args[1:]
-	case verb == "flush" && len(args) > 0 && args[0] == "set":
+	case verb == "flush" && len(args) > 0 && (args[0] == "set" || args[0] == "map"):
 		rest = args[1:]
 	default:
 		return setRef{}, false

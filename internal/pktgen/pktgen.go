@@ -117,6 +117,13 @@ func reachable(t *ir.Table, c *ir.Chain) []*ir.Chain {
 				if v, ok := s.(*ir.Verdict); ok && (v.Kind == ir.VerdictJump || v.Kind == ir.VerdictGoto) {
 					walk(byName[v.Chain])
 				}
+				if vm, ok := s.(*ir.VerdictMap); ok && vm.Set != nil {
+					for _, e := range vm.Set.Elements {
+						if v := e.Verdict; v != nil && (v.Kind == ir.VerdictJump || v.Kind == ir.VerdictGoto) {
+							walk(byName[v.Chain])
+						}
+					}
+				}
 			}
 		}
 	}
@@ -155,7 +162,9 @@ func (g *generator) rule(ch *ir.Chain, ri int, rule *ir.Rule) {
 		if m, ok := s.(*ir.Match); ok {
 			matches = append(matches, m)
 		}
+		matches = append(matches, keyMatches(s)...)
 	}
+	g.concatProbes(ch, ri, rule, matches)
 	var hits []assignment
 	for mi, m := range matches {
 		for _, cand := range candidates(m, g.rand) {
