@@ -144,6 +144,9 @@ type Program struct {
 	// (see InMap), without contents; instructions refer to the map of set
 	// s by SetSymbol(s). Anonymous sets are compiled into compare chains.
 	Sets map[*ir.Set]*ebpf.MapSpec
+	// Groups are the hash maps behind rule groups (see Options), with
+	// their contents; Load and LoadShared create them.
+	Groups []*GroupMap
 	// Annotations say which instructions came from which rule.
 	Annotations []Annotation
 }
@@ -322,6 +325,11 @@ func (t Target) checkProto(tab *ir.Table, c *ir.Chain, inetOK bool) error {
 // reached by jump/goto are compiled into it). It returns *UnsupportedError
 // for anything it cannot do exactly.
 func Compile(t *ir.Table, c *ir.Chain, tgt Target) (*Program, error) {
+	return CompileWith(t, c, tgt, Options{})
+}
+
+// CompileWith is Compile with options.
+func CompileWith(t *ir.Table, c *ir.Chain, tgt Target, opts Options) (*Program, error) {
 	if err := tgt.validate(t, c); err != nil {
 		return nil, err
 	}
@@ -329,6 +337,7 @@ func Compile(t *ir.Table, c *ir.Chain, tgt Target) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.opts = opts
 	if err := g.compile(c); err != nil {
 		return nil, err
 	}
@@ -368,6 +377,7 @@ func Compile(t *ir.Table, c *ir.Chain, tgt Target) (*Program, error) {
 		},
 		CounterSlots: g.slots,
 		Sets:         g.sets,
+		Groups:       g.groups,
 		Annotations:  anns,
 	}
 	return p, nil
@@ -387,5 +397,10 @@ func sanitize(s string) string {
 	return string(out)
 }
 
-// counterMapSymbol is the reference name of the counter map in instructions.
-const counterMapSymbol = "nft_counters"
+// counterMapSymbol is the reference name of the counter map in
+// instructions that count in a constant slot; counterDynSymbol in those
+// whose slot comes from a group map's value.
+const (
+	counterMapSymbol = "nft_counters"
+	counterDynSymbol = "nft_counters_dyn"
+)

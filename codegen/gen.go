@@ -57,6 +57,8 @@ type gen struct {
 	slotIndex map[CounterSlot]int
 	sets      map[*ir.Set]*ebpf.MapSpec
 	anns      []Annotation
+	opts      Options
+	groups    []*GroupMap
 
 	// cur identifies the statement being compiled, for errors.
 	curChain string
@@ -128,7 +130,16 @@ const maxJumpDepth = 16
 func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) error {
 	active[c.Name] = true
 	defer delete(active, c.Name)
-	for _, r := range c.Rules {
+	groups := g.planGroups(c)
+	for i := 0; i < len(c.Rules); i++ {
+		if p := groups[i]; p != nil {
+			if err := g.group(c, p, ret, depth, active); err != nil {
+				return err
+			}
+			i = p.end - 1
+			continue
+		}
+		r := c.Rules[i]
 		g.curChain, g.curRule, g.curStmt = c.Name, r, nil
 		next := g.b.newLabel("rule_end")
 		start := g.b.pos()
@@ -158,18 +169,9 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				case ir.VerdictReturn:
 					g.b.emit(asm.LongJump(ret))
 				case ir.VerdictJump, ir.VerdictGoto:
-					target, ok := g.chains[s.Chain]
-					if !ok {
-						return g.unsupported("chain %q does not exist", s.Chain)
-					}
-					if target.Base != nil {
-						return g.unsupported("cannot jump to base chain %q", s.Chain)
-					}
-					if active[s.Chain] {
-						return g.unsupported("chain loop through %q", s.Chain)
-					}
-					if depth+1 > maxJumpDepth {
-						return g.unsupported("jump depth exceeds %d", maxJumpDepth)
+					target, err := g.callee(s, depth, active)
+					if err != nil {
+						return err
 					}
 					in := inlineChain{chain: target, ret: next}
 					if s.Kind == ir.VerdictGoto {
@@ -217,14 +219,39 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 	return nil
 }
 
-// counter emits a counter statement.
-func (g *gen) counter(s CounterSlot) {
+// callee returns the user chain a jump or goto verdict v enters at call
+// depth depth, checking it as nf_tables does.
+func (g *gen) callee(v *ir.Verdict, depth int, active map[string]bool) (*ir.Chain, error) {
+	target, ok := g.chains[v.Chain]
+	if !ok {
+		return nil, g.unsupported("chain %q does not exist", v.Chain)
+	}
+	if target.Base != nil {
+		return nil, g.unsupported("cannot jump to base chain %q", v.Chain)
+	}
+	if active[v.Chain] {
+		return nil, g.unsupported("chain loop through %q", v.Chain)
+	}
+	if depth+1 > maxJumpDepth {
+		return nil, g.unsupported("jump depth exceeds %d", maxJumpDepth)
+	}
+	return target, nil
+}
+
+// slotFor returns the counter index of counter statement s.
+func (g *gen) slotFor(s CounterSlot) int {
 	idx, ok := g.slotIndex[s]
 	if !ok {
 		idx = len(g.slots)
 		g.slots = append(g.slots, s)
 		g.slotIndex[s] = idx
 	}
+	return idx
+}
+
+// counter emits a counter statement.
+func (g *gen) counter(s CounterSlot) {
+	idx := g.slotFor(s)
 	skip := g.b.newLabel("ctr_skip")
 	g.b.emit(
 		asm.LoadMapPtr(asm.R1, 0).WithReference(counterMapSymbol),

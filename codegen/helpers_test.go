@@ -127,9 +127,15 @@ func privileged(t testing.TB) {
 // loadFlavour compiles and loads a chain for fl.
 func loadFlavour(t *testing.T, fl flavour, tab *ir.Table, c *ir.Chain) *Loaded {
 	t.Helper()
+	return loadFlavourWith(t, fl, tab, c, Options{})
+}
+
+// loadFlavourWith is loadFlavour with compile options.
+func loadFlavourWith(t *testing.T, fl flavour, tab *ir.Table, c *ir.Chain, opts Options) *Loaded {
+	t.Helper()
 	tab.Family = fl.fam
 	c.Base.Hook = fl.hook
-	p, err := Compile(tab, c, fl.tgt)
+	p, err := CompileWith(tab, c, fl.tgt, opts)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}

@@ -15,6 +15,8 @@ type Loaded struct {
 	Program  *ebpf.Program
 	Counters *ebpf.Map
 	Sets     map[*ir.Set]*ebpf.Map
+	// Groups are the maps of Program.Groups, in order.
+	Groups []*ebpf.Map
 }
 
 // CounterValue is the sum of a counter over all CPUs.
@@ -43,6 +45,10 @@ func (p *Program) Load() (*Loaded, error) {
 		l.Close()
 		return nil, fmt.Errorf("associate counter map: %w", err)
 	}
+	if l.Groups, err = p.loadGroups(spec.Instructions, counters, func(i int) uint32 { return uint32(i) }); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := associateSets(spec.Instructions, p, l.Sets); err != nil {
 		l.Close()
 		return nil, err
@@ -68,6 +74,9 @@ func (l *Loaded) Close() error {
 	for _, m := range l.Sets {
 		errs = append(errs, m.Close())
 	}
+	for _, m := range l.Groups {
+		errs = append(errs, m.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -83,6 +92,30 @@ func (l *Loaded) ReadCounters() ([]CounterValue, error) {
 		for _, v := range vals {
 			out[i].Packets += v.Packets
 			out[i].Bytes += v.Bytes
+		}
+	}
+	return out, nil
+}
+
+// loadGroups creates the program's group maps, filled with counter slots
+// slots(i) for counter index i, and points insns at them and at the
+// counter map. On error it closes what it created.
+func (p *Program) loadGroups(insns asm.Instructions, counters *ebpf.Map, slots func(int) uint32) ([]*ebpf.Map, error) {
+	if err := insns.AssociateMap(counterDynSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	var out []*ebpf.Map
+	for _, gm := range p.Groups {
+		m, err := newGroupMap(gm, slots)
+		if err == nil {
+			err = insns.AssociateMap(gm.Symbol, m)
+			out = append(out, m)
+		}
+		if err != nil {
+			for _, m := range out {
+				m.Close()
+			}
+			return nil, err
 		}
 	}
 	return out, nil

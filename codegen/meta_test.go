@@ -162,6 +162,18 @@ const maxVerifiedRatio = 2.0
 // the program's length.
 func checkVerifierCost(t *testing.T, l *Loaded, rules int) {
 	t.Helper()
+	n, insns := checkVerifierTotal(t, l, rules)
+	ratio := float64(n) / float64(insns)
+	if ratio > maxVerifiedRatio {
+		t.Errorf("verifier processed %.2f instructions per instruction, more than %.2f", ratio, maxVerifiedRatio)
+	}
+}
+
+// checkVerifierTotal logs how many instructions the verifier processed for
+// l and fails if that is more than maxVerified. It returns that number and
+// the program's length.
+func checkVerifierTotal(t *testing.T, l *Loaded, rules int) (uint32, int) {
+	t.Helper()
 	info, err := l.Program.Info()
 	if err != nil {
 		t.Fatal(err)
@@ -179,9 +191,7 @@ func checkVerifierCost(t *testing.T, l *Loaded, rules int) {
 	if n > maxVerified {
 		t.Errorf("verifier processed %d instructions, more than %d", n, maxVerified)
 	}
-	if ratio > maxVerifiedRatio {
-		t.Errorf("verifier processed %.2f instructions per instruction, more than %.2f", ratio, maxVerifiedRatio)
-	}
+	return n, len(insns)
 }
 
 // largeChain is a 1000-rule chain with a packet its last rules drop and
@@ -256,15 +266,23 @@ func TestLargeChain(t *testing.T) {
 	for _, lc := range largeChains() {
 		for _, fl := range allFlavours(lc.pf) {
 			t.Run(lc.name+"/"+fl.name, func(t *testing.T) {
-				rules, user := lc.rules()
-				tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules, user...)
-				l := loadFlavour(t, fl, tab, c)
-				checkVerifierCost(t, l, len(rules))
-				if v := run(t, fl, l, lc.hit); v != ir.VerdictDrop {
-					t.Errorf("last rules: got %s", vname(v))
-				}
-				if v := run(t, fl, l, lc.miss); v != ir.VerdictAccept {
-					t.Errorf("no rule: got %s", vname(v))
+				for _, linear := range []bool{true, false} {
+					rules, user := lc.rules()
+					tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules, user...)
+					l := loadFlavourWith(t, fl, tab, c, Options{Linear: linear})
+					if linear {
+						checkVerifierCost(t, l, len(rules))
+					} else {
+						// Rule groups: a short program, whatever
+						// the ratio.
+						checkVerifierTotal(t, l, len(rules))
+					}
+					if v := run(t, fl, l, lc.hit); v != ir.VerdictDrop {
+						t.Errorf("linear %v: last rules: got %s", linear, vname(v))
+					}
+					if v := run(t, fl, l, lc.miss); v != ir.VerdictAccept {
+						t.Errorf("linear %v: no rule: got %s", linear, vname(v))
+					}
 				}
 			})
 		}

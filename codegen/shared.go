@@ -52,6 +52,16 @@ func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32, sets map[*ir.Se
 	if err := associateSets(insns, p, sets); err != nil {
 		return nil, err
 	}
+	// The program holds its group maps; ours are closed once it is loaded.
+	groups, err := p.loadGroups(insns, counters, func(i int) uint32 { return slots[i] })
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, m := range groups {
+			m.Close()
+		}
+	}()
 	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("load %s program: %w", spec.Type, err)

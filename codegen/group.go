@@ -1,0 +1,604 @@
+package codegen
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// Rule groups.
+//
+// A run of consecutive rules of a chain that differ only in the constants
+// they compare fields with ("ip saddr 198.51.100.1 tcp dport 22 drop",
+// "ip saddr 198.51.100.7 tcp dport 443 accept", …) is compiled into one
+// hash map lookup: the fields are loaded once into a key, and the map
+// gives, for each key, the first rule of the run that compares equal to
+// it. Its value names that rule's counter slot and its verdict, which the
+// code after the lookup carries out. The cost per packet no longer grows
+// with the number of rules in the run.
+//
+// The result is exactly that of evaluating the rules one by one:
+//
+//   - Matches have no side effects, and a rule matches iff all its matches
+//     hold, in whatever order they are evaluated; a field that cannot be
+//     loaded (NFT_BREAK) fails the match in every rule of the run alike,
+//     since which fields load depends only on the packet. So rule i of the
+//     run matches iff the matches every rule of the run has in common
+//     (the guards) hold and the key built from the packet equals rule i's.
+//   - Among the rules whose key equals the packet's, the first wins: the
+//     map holds the smallest rule index for each key. A later rule with
+//     the same key is never reached after an accept, drop, return or goto
+//     of the earlier one; after a jump it would be (the jump returns to
+//     the next rule), so a key repeated after a jump ends the run.
+//   - A rule that matched and jumped resumes, after its chain returns, at
+//     the next rule of the run; none of those can match (no repeated
+//     key), so execution resumes behind the run.
+//
+// Rules qualify when they consist of matches, then at most one counter,
+// then an accept, drop, return, jump or goto verdict. A match position is
+// part of the key when it is an equality (nft_cmp eq) in every rule; every
+// other match (ranges, sets, inequalities) must be the same in all rules
+// of the run and becomes a guard, tested before the lookup.
+
+// Options tune compilation.
+type Options struct {
+	// Linear compiles every rule as straight-line code (no rule groups).
+	Linear bool
+	// GroupMin is the least number of consecutive rules compiled into a
+	// group lookup; 0 means DefaultGroupMin.
+	GroupMin int
+}
+
+// DefaultGroupMin is the run length from which rules are grouped: below
+// it, the compares of straight-line code cost less than a hash lookup.
+const DefaultGroupMin = 8
+
+// maxGroupActions bounds the distinct verdicts of a group: the code after
+// the lookup tests them one by one.
+const maxGroupActions = 16
+
+// maxGroupKey is the largest group key in bytes.
+const maxGroupKey = 64
+
+// Stack slots used by group code (see the layout in gen.go).
+const (
+	groupKeyOff = -320 // 64 bytes: the key of a group lookup
+	slotGroupAc = -328 // the action of the rule a group lookup found
+)
+
+// Group actions stored in map values; jump and goto targets follow.
+const (
+	groupAccept = 0
+	groupDrop   = 1
+	groupReturn = 2
+	groupChain  = 3
+)
+
+// groupNoCounter is the counter index of a rule without counter.
+const groupNoCounter = 0xffffffff
+
+// GroupMap is the hash map behind a rule group, with its contents.
+type GroupMap struct {
+	// Symbol is the reference of the map in the program's instructions;
+	// it includes a digest of the contents, so that programs whose
+	// groups hold different rules differ in their instructions too.
+	Symbol string
+	Spec   *ebpf.MapSpec
+	// Keys and Values are the map's contents: Values[i].Counter is an
+	// index into Program.CounterSlots, or -1.
+	Keys   [][]byte
+	Values []GroupValue
+	// Chain and Handles name the grouped rules.
+	Chain   string
+	Handles []uint64
+}
+
+// GroupValue is what a group lookup finds for a key.
+type GroupValue struct {
+	Counter int32
+	Action  uint32
+}
+
+// mapValue encodes v with counter index slot (groupNoCounter for none).
+func (v GroupValue) mapValue(slots func(int) uint32) []byte {
+	c := uint32(groupNoCounter)
+	if v.Counter >= 0 {
+		c = slots(int(v.Counter))
+	}
+	out := binary.NativeEndian.AppendUint32(nil, c)
+	return binary.NativeEndian.AppendUint32(out, v.Action)
+}
+
+// newGroupMap creates and fills the map of a group; slots maps counter
+// indexes to slots of the counter map.
+func newGroupMap(gm *GroupMap, slots func(int) uint32) (*ebpf.Map, error) {
+	m, err := ebpf.NewMap(gm.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("create group map of chain %s: %w", gm.Chain, err)
+	}
+	vals := make([][]byte, len(gm.Values))
+	for i, v := range gm.Values {
+		vals[i] = v.mapValue(slots)
+	}
+	if err := fillGroupMap(m, gm.Keys, vals); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("fill group map of chain %s: %w", gm.Chain, err)
+	}
+	return m, nil
+}
+
+// fillGroupMap writes keys and values, in batches where the kernel can.
+func fillGroupMap(m *ebpf.Map, keys, vals [][]byte) error {
+	for start := 0; start < len(keys); start += batchChunk {
+		end := min(start+batchChunk, len(keys))
+		ks := byteArrays(keys[start:end], int(m.KeySize()))
+		vs := byteArrays(vals[start:end], int(m.ValueSize()))
+		if _, err := m.BatchUpdate(ks, vs, nil); err != nil {
+			// Batch operations need Linux 5.6; add one at a time.
+			for i := start; i < len(keys); i++ {
+				if err := m.Update(keys[i], vals[i], ebpf.UpdateAny); err != nil {
+					return fmt.Errorf("key %x: %w", keys[i], err)
+				}
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// byteArrays returns items as a slice of [size]byte, the form in which
+// cilium/ebpf passes a batch of fixed-size keys or values.
+func byteArrays(items [][]byte, size int) any {
+	t := reflect.ArrayOf(size, reflect.TypeFor[byte]())
+	out := reflect.MakeSlice(reflect.SliceOf(t), len(items), len(items))
+	for i, it := range items {
+		reflect.Copy(out.Index(i), reflect.ValueOf(it))
+	}
+	return out.Interface()
+}
+
+// groupRule is a rule in the form groups accept.
+type groupRule struct {
+	matches []*ir.Match
+	counter int // statement index of the counter, or -1
+	verdict *ir.Verdict
+}
+
+// asGroupRule returns r's parts if r has the form a group takes.
+func asGroupRule(r *ir.Rule) (groupRule, bool) {
+	gr := groupRule{counter: -1}
+	for i, s := range r.Stmts {
+		switch s := s.(type) {
+		case *ir.Match:
+			if gr.counter >= 0 || gr.verdict != nil {
+				return gr, false
+			}
+			gr.matches = append(gr.matches, s)
+		case *ir.Counter:
+			if gr.counter >= 0 || gr.verdict != nil || len(gr.matches) == 0 {
+				return gr, false
+			}
+			gr.counter = i
+		case *ir.Verdict:
+			if gr.verdict != nil || i != len(r.Stmts)-1 {
+				return gr, false
+			}
+			switch s.Kind {
+			case ir.VerdictAccept, ir.VerdictDrop, ir.VerdictReturn, ir.VerdictJump, ir.VerdictGoto:
+			default:
+				return gr, false
+			}
+			gr.verdict = s
+		default:
+			return gr, false
+		}
+	}
+	return gr, gr.verdict != nil && len(gr.matches) > 0
+}
+
+// sameField reports whether a and b load the same register image.
+func sameField(a, b *ir.Field) bool {
+	if a.Source != b.Source || a.Len != b.Len || len(a.Transforms) != len(b.Transforms) {
+		return false
+	}
+	switch a.Source {
+	case ir.SourcePayload:
+		if a.Base != b.Base || a.Offset != b.Offset {
+			return false
+		}
+	case ir.SourceMeta:
+		if a.Meta != b.Meta {
+			return false
+		}
+	default:
+		return false
+	}
+	for i := range a.Transforms {
+		x, y := &a.Transforms[i], &b.Transforms[i]
+		if x.Kind != y.Kind || x.Len != y.Len || x.Shift != y.Shift || x.Size != y.Size ||
+			!bytes.Equal(x.Mask, y.Mask) || !bytes.Equal(x.Xor, y.Xor) {
+			return false
+		}
+	}
+	return true
+}
+
+// fits reports whether b has the shape of a (the first rule of a run):
+// the same fields and comparisons in the same order, equalities with
+// values of the same length, every other comparison identical.
+func fits(a, b groupRule) bool {
+	if len(a.matches) != len(b.matches) {
+		return false
+	}
+	for i, x := range a.matches {
+		y := b.matches[i]
+		if x.Op != y.Op || !sameField(&x.Field, &y.Field) {
+			return false
+		}
+		if x.Op == ir.OpEq {
+			if len(x.Value) != len(y.Value) {
+				return false
+			}
+			continue
+		}
+		if !bytes.Equal(x.Value, y.Value) || !bytes.Equal(x.High, y.High) || x.Set != y.Set {
+			return false
+		}
+	}
+	return true
+}
+
+// groupable reports whether the equalities of gr can form a key: lengths
+// the compare code accepts and a key that fits the stack area.
+func groupable(gr groupRule) bool {
+	n := 0
+	for _, m := range gr.matches {
+		if m.Field.Len == 0 || m.Field.Len > bufSize {
+			return false
+		}
+		if m.Op == ir.OpEq {
+			if len(m.Value) == 0 || uint32(len(m.Value)) > round4(m.Field.Len) {
+				return false
+			}
+			n = alignPart(n, len(m.Value)) + len(m.Value)
+		}
+	}
+	return n > 0 && n <= maxGroupKey
+}
+
+// alignPart returns the offset at which a key part of n bytes starts when
+// the key so far has off bytes: aligned to its largest load.
+func alignPart(off, n int) int {
+	a := int(chunks(uint32(n))[0][1])
+	return (off + a - 1) / a * a
+}
+
+// rawKey concatenates the equality values of gr at positions pos.
+func rawKey(gr groupRule, pos []int) []byte {
+	var k []byte
+	for _, p := range pos {
+		k = append(k, gr.matches[p].Value...)
+	}
+	return k
+}
+
+// groupPlan is a run of rules compiled as one group.
+type groupPlan struct {
+	start, end int // rules [start, end) of the chain
+	rules      []groupRule
+	guards     []int // match positions tested before the lookup
+	keys       []int // match positions that form the key
+	keyParts   []int // offset of each key part in the key
+	keyLen     int
+	actions    []*ir.Verdict // distinct verdicts, indexed by action - groupChain for chains
+}
+
+// planGroups finds the runs of c's rules that are compiled as groups,
+// keyed by their first rule's index.
+func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
+	if g.opts.Linear {
+		return nil
+	}
+	min := g.opts.GroupMin
+	if min <= 0 {
+		min = DefaultGroupMin
+	}
+	if min < 2 {
+		min = 2
+	}
+	plans := map[int]*groupPlan{}
+	for i := 0; i < len(c.Rules); {
+		p := planRun(c.Rules, i)
+		if p == nil || p.end-p.start < min {
+			i++
+			continue
+		}
+		plans[i] = p
+		i = p.end
+	}
+	return plans
+}
+
+// planRun returns the longest run of rules from start that can be
+// grouped, or nil.
+func planRun(rules []*ir.Rule, start int) *groupPlan {
+	first, ok := asGroupRule(rules[start])
+	if !ok || !groupable(first) {
+		return nil
+	}
+	var eqs []int
+	for i, m := range first.matches {
+		if m.Op == ir.OpEq {
+			eqs = append(eqs, i)
+		}
+	}
+	p := &groupPlan{start: start}
+	seen := map[string]*ir.Verdict{} // key → verdict of its first rule
+	actions := map[string]bool{}
+	for j := start; j < len(rules); j++ {
+		gr, ok := asGroupRule(rules[j])
+		if !ok || !fits(first, gr) {
+			break
+		}
+		k := string(rawKey(gr, eqs))
+		if v, dup := seen[k]; dup && v.Kind == ir.VerdictJump {
+			break
+		}
+		ak := actionKey(gr.verdict)
+		if !actions[ak] && len(actions) == maxGroupActions {
+			break
+		}
+		actions[ak] = true
+		if _, dup := seen[k]; !dup {
+			seen[k] = gr.verdict
+		}
+		p.rules = append(p.rules, gr)
+		p.end = j + 1
+	}
+	// Equalities with the same value in every rule are guards.
+	for _, pos := range eqs {
+		v := first.matches[pos].Value
+		same := true
+		for _, gr := range p.rules[1:] {
+			if !bytes.Equal(gr.matches[pos].Value, v) {
+				same = false
+				break
+			}
+		}
+		if !same {
+			p.keys = append(p.keys, pos)
+		}
+	}
+	isKey := map[int]bool{}
+	for _, pos := range p.keys {
+		isKey[pos] = true
+	}
+	for i := range first.matches {
+		if !isKey[i] {
+			p.guards = append(p.guards, i)
+		}
+	}
+	if len(p.keys) == 0 {
+		// Every rule compares the same values: only the first can
+		// match, no lookup needed; leave it to straight-line code.
+		return nil
+	}
+	for _, pos := range p.keys {
+		n := len(first.matches[pos].Value)
+		off := alignPart(p.keyLen, n)
+		p.keyParts = append(p.keyParts, off)
+		p.keyLen = off + n
+	}
+	seenAct := map[string]bool{}
+	for _, gr := range p.rules {
+		if ak := actionKey(gr.verdict); !seenAct[ak] {
+			seenAct[ak] = true
+			p.actions = append(p.actions, gr.verdict)
+		}
+	}
+	return p
+}
+
+// actionKey identifies a verdict among a group's actions.
+func actionKey(v *ir.Verdict) string {
+	switch v.Kind {
+	case ir.VerdictJump, ir.VerdictGoto:
+		return fmt.Sprintf("%d:%s", v.Kind, v.Chain)
+	}
+	return fmt.Sprint(v.Kind)
+}
+
+// key returns rule gr's map key.
+func (p *groupPlan) key(gr groupRule) []byte {
+	k := make([]byte, p.keyLen)
+	for i, pos := range p.keys {
+		copy(k[p.keyParts[i]:], gr.matches[pos].Value)
+	}
+	return k
+}
+
+// action returns the action number of verdict v.
+func (p *groupPlan) action(v *ir.Verdict) uint32 {
+	switch v.Kind {
+	case ir.VerdictAccept:
+		return groupAccept
+	case ir.VerdictDrop:
+		return groupDrop
+	case ir.VerdictReturn:
+		return groupReturn
+	}
+	ak := actionKey(v)
+	n := uint32(groupChain)
+	for _, a := range p.actions {
+		if a.Kind != ir.VerdictJump && a.Kind != ir.VerdictGoto {
+			continue
+		}
+		if actionKey(a) == ak {
+			return n
+		}
+		n++
+	}
+	panic("codegen: verdict not among the group's actions")
+}
+
+// group emits the code of a planned group of c's rules; ret is where a
+// return (and the end of a goto'd chain) continues.
+func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map[string]bool) error {
+	first := p.rules[0]
+	rules := c.Rules[p.start:p.end]
+	g.curChain, g.curRule, g.curStmt = c.Name, rules[0], nil
+	end := g.b.newLabel("group_end")
+	start := g.b.pos()
+	g.b.invertNext = true
+	for _, pos := range p.guards {
+		g.curStmt = first.matches[pos]
+		if err := g.match(first.matches[pos], end); err != nil {
+			return err
+		}
+	}
+	for off := 0; off < p.keyLen; off += 8 {
+		g.b.emit(stImm64(asm.R10, int16(groupKeyOff+off), 0))
+	}
+	for i, pos := range p.keys {
+		m := first.matches[pos]
+		g.curStmt = m
+		f := &m.Field
+		span := round4(f.Len)
+		if err := g.loadField(f, span, end); err != nil {
+			return err
+		}
+		for _, t := range f.Transforms {
+			if err := g.transform(t, span); err != nil {
+				return err
+			}
+		}
+		dst := int32(groupKeyOff + p.keyParts[i])
+		for _, ch := range chunks(uint32(len(m.Value))) {
+			pos, sz := int32(ch[0]), asmSize(ch[1])
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, int16(bufOff+pos), sz),
+				asm.StoreMem(asm.R10, int16(dst+pos), asm.R0, sz),
+			)
+		}
+	}
+	g.curStmt = nil
+
+	// The map: one entry per distinct key, the first rule's.
+	gm := &GroupMap{Chain: c.Name}
+	index := map[string]int{}
+	for i, gr := range p.rules {
+		r := rules[i]
+		gm.Handles = append(gm.Handles, r.Handle)
+		ctr := int32(-1)
+		if gr.counter >= 0 {
+			ctr = int32(g.slotFor(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: gr.counter}))
+		}
+		k := p.key(gr)
+		if _, dup := index[string(k)]; dup {
+			continue
+		}
+		index[string(k)] = len(gm.Keys)
+		gm.Keys = append(gm.Keys, k)
+		gm.Values = append(gm.Values, GroupValue{Counter: ctr, Action: p.action(gr.verdict)})
+	}
+	h := sha256.New()
+	for i, k := range gm.Keys {
+		h.Write(k)
+		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }))
+	}
+	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
+	gm.Spec = &ebpf.MapSpec{
+		Name:       "nft_g_" + sanitize(c.Name),
+		Type:       ebpf.Hash,
+		KeySize:    uint32(p.keyLen),
+		ValueSize:  8,
+		MaxEntries: uint32(max(len(gm.Keys), 1)),
+	}
+	g.groups = append(g.groups, gm)
+
+	hasCounter := false
+	for _, v := range gm.Values {
+		hasCounter = hasCounter || v.Counter >= 0
+	}
+	g.b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(gm.Symbol),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, groupKeyOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, end),
+	)
+	g.b.invertNext = false
+	g.b.emit(
+		asm.LoadMem(asm.R1, asm.R0, 4, asm.Word),
+		asm.StoreMem(asm.R10, slotGroupAc, asm.R1, asm.DWord),
+	)
+	if hasCounter {
+		skip := g.b.newLabel("group_ctr_skip")
+		g.b.emit(
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+			asm.JEq.Imm32(asm.R1, -1, skip),
+			asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, 0).WithReference(counterDynSymbol),
+			asm.Mov.Reg(asm.R2, asm.R10),
+			asm.Add.Imm(asm.R2, slotKey),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, skip),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.Add.Imm(asm.R1, 1),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord),
+			asm.LoadMem(asm.R2, asm.R10, slotLen, asm.DWord),
+			asm.Add.Reg(asm.R1, asm.R2),
+			asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
+		)
+		g.b.label(skip)
+	}
+	g.b.emit(asm.LoadMem(asm.R0, asm.R10, slotGroupAc, asm.DWord))
+	type target struct {
+		label string
+		v     *ir.Verdict
+	}
+	var targets []target
+	for _, v := range p.actions {
+		l := g.b.newLabel("group_act")
+		g.b.emit(asm.JEq.Imm(asm.R0, int32(p.action(v)), l))
+		targets = append(targets, target{l, v})
+	}
+	g.b.emit(asm.Ja.Label(end))
+	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: rules[0].Handle,
+		Text: fmt.Sprintf("group of %d rules (handles %d…%d, %d keys) in one hash lookup, like: %s",
+			len(rules), rules[0].Handle, rules[len(rules)-1].Handle, len(gm.Keys), ir.FormatRule(g.t.Family, rules[0]))})
+	for _, t := range targets {
+		g.b.label(t.label)
+		switch t.v.Kind {
+		case ir.VerdictAccept:
+			g.b.emit(asm.LongJump(labelAccept))
+		case ir.VerdictDrop:
+			g.b.emit(asm.LongJump(labelDrop))
+		case ir.VerdictReturn:
+			g.b.emit(asm.LongJump(ret))
+		case ir.VerdictJump, ir.VerdictGoto:
+			target, err := g.callee(t.v, depth, active)
+			if err != nil {
+				return err
+			}
+			back := end
+			if t.v.Kind == ir.VerdictGoto {
+				back = ret
+			}
+			if err := g.chain(target, back, depth+1, active); err != nil {
+				return err
+			}
+			g.curChain = c.Name
+		}
+	}
+	g.b.label(end)
+	return nil
+}

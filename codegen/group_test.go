@@ -1,0 +1,255 @@
+package codegen
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// saddrPort is "ip saddr 198.51.100.a tcp dport p v" as nft writes it.
+func saddrPort(a byte, p uint16, stmts ...ir.Stmt) *ir.Rule {
+	s := []ir.Stmt{
+		eq(meta(ir.MetaProtocol), u16(ethPIP)),
+		eq(nh(12, 4), ip4(198, 51, 100, a)),
+		eq(meta(ir.MetaL4Proto), b(protoTCP)),
+		eq(th(2, 2), u16(p)),
+	}
+	return rule(append(s, stmts...)...)
+}
+
+// udpPort is "udp dport p v".
+func udpPort(p uint16, stmts ...ir.Stmt) *ir.Rule {
+	s := []ir.Stmt{eq(meta(ir.MetaL4Proto), b(protoUDP)), eq(th(2, 2), u16(p))}
+	return rule(append(s, stmts...)...)
+}
+
+// dnet is "ip daddr 198.51.100.a/30 v" (payload, bitwise, cmp).
+func dnet(a byte, stmts ...ir.Stmt) *ir.Rule {
+	s := []ir.Stmt{
+		eq(meta(ir.MetaProtocol), u16(ethPIP)),
+		eq(nh(16, 4, mask(b(255, 255, 255, 252), b(0, 0, 0, 0))), ip4(198, 51, 100, a&^3)),
+	}
+	return rule(append(s, stmts...)...)
+}
+
+func TestPlanGroups(t *testing.T) {
+	ranged := func(lo, hi uint16) *ir.Rule {
+		return rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), rng(th(2, 2), false, u16(lo), u16(hi)), drop)
+	}
+	mid := func(p uint16) *ir.Rule { // counter before a match
+		return rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), counter, eq(th(2, 2), u16(p)), drop)
+	}
+	n := func(k int, f func(i int) *ir.Rule) []*ir.Rule {
+		var out []*ir.Rule
+		for i := 0; i < k; i++ {
+			out = append(out, f(i))
+		}
+		return out
+	}
+	cat := func(parts ...[]*ir.Rule) []*ir.Rule {
+		var out []*ir.Rule
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		rules []*ir.Rule
+		// want lists [start, end, keys, guards] per group.
+		want [][4]int
+	}{
+		{"one run", n(10, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
+			[][4]int{{0, 10, 1, 3}}},
+		{"two keys", n(10, func(i int) *ir.Rule { return saddrPort(byte(i), uint16(i), counter, accept) }),
+			[][4]int{{0, 10, 2, 2}}},
+		{"shape change splits", cat(
+			n(5, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
+			n(4, func(i int) *ir.Rule { return udpPort(uint16(i), accept) })),
+			[][4]int{{0, 5, 1, 3}, {5, 9, 1, 1}}},
+		{"too short", n(2, func(i int) *ir.Rule { return udpPort(uint16(i), accept) }), nil},
+		{"repeated key after a jump ends the run", []*ir.Rule{
+			udpPort(1, drop), udpPort(2, jump("u")), udpPort(3, drop), udpPort(2, accept), udpPort(4, drop), udpPort(5, drop)},
+			[][4]int{{0, 3, 1, 1}, {3, 6, 1, 1}}},
+		{"repeated key after a verdict stays", []*ir.Rule{
+			udpPort(1, drop), udpPort(2, accept), udpPort(1, accept), udpPort(4, drop)},
+			[][4]int{{0, 4, 1, 1}}},
+		{"differing ranges do not group", n(6, func(i int) *ir.Rule { return ranged(uint16(i), 100) }), nil},
+		{"equal ranges are guards", n(6, func(i int) *ir.Rule {
+			return rule(rng(th(0, 2), false, u16(1), u16(1023)), eq(th(2, 2), u16(uint16(i))), drop)
+		}), [][4]int{{0, 6, 1, 1}}},
+		{"counter between matches", n(6, func(i int) *ir.Rule { return mid(uint16(i)) }), nil},
+		{"no verdict", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter) }), nil},
+		{"same values everywhere", n(6, func(int) *ir.Rule { return udpPort(7, drop) }), nil},
+		{"prefix as key", n(6, func(i int) *ir.Rule { return dnet(byte(4*i), drop) }), [][4]int{{0, 6, 1, 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab, c := table(ir.FamilyNetdev, ir.HookIngress, ir.VerdictAccept, tt.rules,
+				&ir.Chain{Name: "u", Rules: []*ir.Rule{rule(drop)}})
+			g, err := newGen(tab, Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.opts.GroupMin = 3
+			plans := g.planGroups(c)
+			var got [][4]int
+			for i := range tt.rules {
+				if p := plans[i]; p != nil {
+					got = append(got, [4]int{p.start, p.end, len(p.keys), len(p.guards)})
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("groups %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// randomGroupRuleset returns a base chain and two user chains whose rules
+// come in runs of the same shape with few distinct values, so that keys
+// repeat and packets hit rules often.
+func randomGroupRuleset(rng *rand.Rand, n int) ([]*ir.Rule, []*ir.Chain) {
+	verdict := func(user bool) *ir.Verdict {
+		switch k := rng.IntN(10); {
+		case k < 4:
+			return drop
+		case k < 7:
+			return accept
+		case k < 8 && !user:
+			return jump("u1")
+		case k < 9 && !user:
+			return gotoV("u2")
+		default:
+			return ret
+		}
+	}
+	stmts := func(user bool) []ir.Stmt {
+		if rng.IntN(2) == 0 {
+			return []ir.Stmt{counter, verdict(user)}
+		}
+		return []ir.Stmt{verdict(user)}
+	}
+	gen := func(count int, user bool) []*ir.Rule {
+		var out []*ir.Rule
+		for len(out) < count {
+			runLen := 1 + rng.IntN(12)
+			shape := rng.IntN(3)
+			for i := 0; i < runLen && len(out) < count; i++ {
+				switch shape {
+				case 0:
+					out = append(out, saddrPort(byte(1+rng.IntN(4)), uint16(20+rng.IntN(5)), stmts(user)...))
+				case 1:
+					out = append(out, udpPort(uint16(20+rng.IntN(6)), stmts(user)...))
+				default:
+					out = append(out, dnet(byte(rng.IntN(12)), stmts(user)...))
+				}
+			}
+		}
+		return out
+	}
+	user := []*ir.Chain{{Name: "u1", Rules: gen(n/4, true)}, {Name: "u2", Rules: gen(n/4, true)}}
+	return gen(n, false), user
+}
+
+// groupTestFrames are TCP and UDP frames from 198.51.100.1-5 to
+// 198.51.100.0-11, ports 19-25, plus a non-first fragment and a
+// truncated frame.
+func groupTestFrames() [][]byte {
+	var out [][]byte
+	for a := byte(1); a <= 5; a++ {
+		for p := uint16(19); p <= 25; p++ {
+			d := ip4(198, 51, 100, (a*7+byte(p))%12)
+			out = append(out,
+				eth(ethPIP, v4{proto: protoTCP, src: ip4(198, 51, 100, a), dst: d}.build(tcp(40000, p, 0x02))),
+				eth(ethPIP, v4{proto: protoUDP, src: ip4(198, 51, 100, a), dst: d}.build(udp(40000, p, nil))))
+		}
+	}
+	frag := eth(ethPIP, v4{proto: protoTCP, src: ip4(198, 51, 100, 1), frag: 0x10}.build(tcp(40000, 22, 0x02)))
+	short := eth(ethPIP, v4{proto: protoTCP, src: ip4(198, 51, 100, 2), totLen: 22}.build(tcp(40000, 22, 0x02))[:22])
+	return append(out, frag, short)
+}
+
+// TestGroupsMatchLinear compiles random rulesets with rule groups and as
+// straight-line code and requires the same verdict for every frame and
+// the same counters at the end, on every program type.
+func TestGroupsMatchLinear(t *testing.T) {
+	privileged(t)
+	frames := groupTestFrames()
+	var fls []flavour
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		switch fl.name {
+		case "xdp", "tc-ingress", "nf-input", "cgroup-ingress":
+			fls = append(fls, fl)
+		}
+	}
+	for seed := uint64(1); seed <= 6; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		rules, user := randomGroupRuleset(rng, 60)
+		pol := ir.VerdictAccept
+		if seed%2 == 0 {
+			pol = ir.VerdictDrop
+		}
+		for _, fl := range fls {
+			t.Run(fmt.Sprintf("seed%d/%s", seed, fl.name), func(t *testing.T) {
+				tab, c := table(fl.fam, fl.hook, pol, rules, user...)
+				tab.Family, c.Base.Hook = fl.fam, fl.hook
+				load := func(opts Options) (*Loaded, *Program) {
+					p, err := CompileWith(tab, c, fl.tgt, opts)
+					if err != nil {
+						t.Fatalf("compile: %v", err)
+					}
+					l, err := p.Load()
+					if err != nil {
+						t.Fatalf("load: %v", err)
+					}
+					t.Cleanup(func() { l.Close() })
+					return l, p
+				}
+				lin, linP := load(Options{Linear: true})
+				grp, grpP := load(Options{GroupMin: 2})
+				if len(grpP.Groups) == 0 {
+					t.Fatal("no rule groups formed")
+				}
+				hits := map[ir.VerdictKind]int{}
+				for i, f := range frames {
+					want := run(t, fl, lin, f)
+					if got := run(t, fl, grp, f); got != want {
+						t.Errorf("frame %d (%x): grouped %s, linear %s", i, f, vname(got), vname(want))
+					}
+					hits[want]++
+				}
+				if hits[ir.VerdictAccept] == 0 || hits[ir.VerdictDrop] == 0 {
+					t.Errorf("frames do not exercise both verdicts: %v", hits)
+				}
+				counts := func(l *Loaded, p *Program) map[CounterSlot]CounterValue {
+					vals, err := l.ReadCounters()
+					if err != nil {
+						t.Fatal(err)
+					}
+					out := map[CounterSlot]CounterValue{}
+					for i, s := range p.CounterSlots {
+						out[s] = vals[i]
+					}
+					return out
+				}
+				lc, gc := counts(lin, linP), counts(grp, grpP)
+				nonzero := 0
+				for s, v := range lc {
+					if gc[s] != v {
+						t.Errorf("counter %+v: grouped %+v, linear %+v", s, gc[s], v)
+					}
+					if v.Packets > 0 {
+						nonzero++
+					}
+				}
+				if nonzero == 0 {
+					t.Error("no counter counted anything")
+				}
+				t.Logf("%d frames, %d groups, verdicts %v, %d counters hit", len(frames), len(grpP.Groups), hits, nonzero)
+			})
+		}
+	}
+}
