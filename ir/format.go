@@ -512,6 +512,9 @@ func (p *printer) element(typ ValueType, host bool, mask []byte, e SetElement) s
 	if bytes.Equal(e.Low, e.High) {
 		return p.value(typ, host, mask, e.Low)
 	}
+	if bits, ok := rangeIsPrefix(e.Low, e.High); ok && (typ == TypeIPv4 || typ == TypeIPv6) && !host && mask == nil {
+		return fmt.Sprintf("%s/%d", p.value(typ, host, mask, e.Low), bits)
+	}
 	if typ == TypeIfName && len(e.Low) == len(e.High) {
 		prefix := strings.TrimRight(string(e.Low), "\x00")
 		rest := e.High[len(prefix):]

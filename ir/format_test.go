@@ -405,7 +405,7 @@ var ruleCases = []ruleCase{
 	{name: "anonymous interval set", fam: ir.FamilyInet,
 		stmts: []ir.Stmt{isIPv4, lookup(ip4Daddr, ir.OpNotInSet, anon(4, true,
 			span(addr("198.51.100.0"), addr("198.51.100.255")), el(addr("203.0.113.5")))), drop},
-		want: "meta nfproto ipv4 ip daddr != { 198.51.100.0-198.51.100.255, 203.0.113.5 } drop"},
+		want: "meta nfproto ipv4 ip daddr != { 198.51.100.0/24, 203.0.113.5 } drop"},
 	{name: "interface name wildcards in a set", fam: ir.FamilyInet,
 		stmts: []ir.Stmt{lookup(meta(ir.MetaIifName), ir.OpInSet, anon(16, true,
 			span(ifname("eth"), append([]byte("eth"), ones(13)...)), el(ifname("lo"))))},

@@ -2,6 +2,7 @@ package ir
 
 import (
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -168,7 +169,96 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 				elems[i] += " : " + e.Verdict.String()
 			}
 		}
-		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+		b.WriteString("\t\telements = { ")
+		count := 0
+		for i, e := range elems {
+			if i > 0 {
+				b.WriteString(elementDelim(s, &count))
+			}
+			b.WriteString(e)
+			count++
+		}
+		b.WriteString(" }\n")
 	}
 	b.WriteString("\t}\n")
+}
+
+// rangeIsPrefix reports whether [lo, hi] is exactly the addresses of one
+// prefix, and its length.
+func rangeIsPrefix(lo, hi []byte) (int, bool) {
+	if len(lo) != len(hi) {
+		return 0, false
+	}
+	bits := 0
+	i := 0
+	for ; i < len(lo) && lo[i] == hi[i]; i++ {
+		bits += 8
+	}
+	if i == len(lo) {
+		return bits, true
+	}
+	// In the first differing byte, lo has zeros and hi ones below the
+	// prefix; every later byte is 0x00 in lo and 0xff in hi.
+	x := lo[i] ^ hi[i]
+	n := 8
+	for x&0x80 == 0 {
+		x <<= 1
+		n--
+	}
+	if lo[i]^hi[i] != byte(1<<n-1) || lo[i]&byte(1<<n-1) != 0 {
+		return 0, false
+	}
+	bits += 8 - n
+	for j := i + 1; j < len(lo); j++ {
+		if lo[j] != 0 || hi[j] != 0xff {
+			return 0, false
+		}
+	}
+	return bits, true
+}
+
+// elementDelim returns the separator nft puts after the count-th element
+// of a named set's element list (nftables' calculate_delim): a line break
+// after every element, or after every fifth (integers, ports, protocols,
+// marks, interface indexes) or second (IPv4 addresses) for the types it
+// prints compactly.
+func elementDelim(s *Set, count *int) string {
+	const newline, single = ",\n\t\t\t     ", ", "
+	if s.Concatenated() {
+		return newline
+	}
+	per := 0
+	switch s.KeyType {
+	case 2, 12, 13, 15, 19, 20: // nf_proto, inet_proto, inet_service, tcp_flag, mark, iface_index
+		per = 5
+	case 7, 31: // ipv4_addr, pkt_type
+		per = 2
+	case 0: // integer
+		per = 5
+	}
+	if per == 0 {
+		return newline
+	}
+	if *count < per {
+		return single
+	}
+	*count = 0
+	return newline
+}
+
+// PrintSets prints the table with only its named sets and maps that keep
+// selects, as nft's list set, list map, list sets and list maps do: no
+// chains, no blank lines between the sets.
+func (t *Table) PrintSets(w io.Writer, keep func(*Set) bool) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
+	for _, s := range t.Sets {
+		if s.Anonymous() || !keep(s) {
+			continue
+		}
+		printSet(&b, t.Family, s)
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -72,7 +72,7 @@ in this process's network namespace (or --netns/--pid); otherwise, or with
 `
 
 func init() {
-	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
+	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | set|map [FAMILY] TABLE NAME | sets|maps [FAMILY] | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
 	for _, verb := range []string{"add", "insert", "delete", "replace", "create", "flush"} {
 		register(&command{name: verb, args: "nft command arguments", summary: "edit the running ruleset (nft syntax): " + verb + " …", run: runEdit(verb)})
 	}
@@ -295,7 +295,9 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		return err
 	}
 	var family, table string
+	sl, isSetListing := parseSetListing(fs.Args())
 	switch {
+	case isSetListing:
 	case fs.NArg() == 1 && (fs.Arg(0) == "namespaces" || fs.Arg(0) == "objects"):
 		return runListDaemon(stdout, fs.Arg(0))
 	case fs.NArg() == 1 && fs.Arg(0) == "ruleset":
@@ -306,6 +308,9 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		return errUsage
 	}
 	show := func(live *liveRuleset, ns *os.File) error {
+		if isSetListing {
+			return sl.print(stdout, live.rs)
+		}
 		if family != "" && live.table(family, table) == nil {
 			return fmt.Errorf("table %s %s: no such table", family, table)
 		}
