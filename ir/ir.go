@@ -284,3 +284,91 @@ type SetElement struct {
 
 // Anonymous reports whether the set is an anonymous (inline) set.
 func (s *Set) Anonymous() bool { return s.Flags&SetAnonymous != 0 }
+
+// LimitUnit values are the seconds nft sends as NFTA_LIMIT_UNIT.
+const (
+	LimitSecond uint64 = 1
+	LimitMinute uint64 = 60
+	LimitHour   uint64 = 3600
+	LimitDay    uint64 = 86400
+	LimitWeek   uint64 = 604800
+)
+
+// Limit is the "limit" statement (nft_limit): a token bucket that ends the
+// rule when the packet finds too few tokens (or, with Over, enough).
+type Limit struct {
+	Rate  uint64 // packets or bytes per Unit (NFTA_LIMIT_RATE)
+	Unit  uint64 // seconds (NFTA_LIMIT_UNIT)
+	Burst uint32 // NFTA_LIMIT_BURST; packets or bytes
+	Bytes bool   // NFT_LIMIT_PKT_BYTES: the cost of a packet is its length
+	Over  bool   // NFT_LIMIT_F_INV
+}
+
+// Quota is the "quota" statement (nft_quota): it counts the bytes of the
+// packets reaching it and ends the rule once they exceed Bytes (or, with
+// Over, until they do).
+type Quota struct {
+	Bytes uint64 // NFTA_QUOTA_BYTES
+	Used  uint64 // NFTA_QUOTA_CONSUMED at load time
+	Over  bool   // NFT_QUOTA_F_INV
+}
+
+// Log levels (syslog levels, and nft's "audit").
+const (
+	LogEmerg   uint32 = 0
+	LogAlert   uint32 = 1
+	LogCrit    uint32 = 2
+	LogErr     uint32 = 3
+	LogWarn    uint32 = 4
+	LogNotice  uint32 = 5
+	LogInfo    uint32 = 6
+	LogDebug   uint32 = 7
+	LogAudit   uint32 = 8
+	LogDefault        = LogWarn
+)
+
+// Log flags (NF_LOG_*).
+const (
+	LogTCPSeq    uint32 = 0x01
+	LogTCPOpt    uint32 = 0x02
+	LogIPOpt     uint32 = 0x04
+	LogUID       uint32 = 0x08
+	LogMACDecode uint32 = 0x20
+	LogAllFlags  uint32 = 0x2f
+)
+
+// Log is the "log" statement (nft_log).
+type Log struct {
+	Prefix    string
+	HasPrefix bool
+	Level     uint32 // syslog level; LogDefault when none was given
+	HasLevel  bool
+	Flags     uint32 // NF_LOG_* (LogTCPSeq, …)
+	Group     uint16 // nflog group (HasGroup)
+	HasGroup  bool
+	Snaplen   uint32
+	QThresh   uint16
+}
+
+// MetaSet is "meta KEY set VALUE" with a constant value, as the register
+// image nft_meta_set reads (Value has the key's register length).
+type MetaSet struct {
+	Key   MetaKey
+	Value []byte
+}
+
+func (*Limit) isStmt()   {}
+func (*Quota) isStmt()   {}
+func (*Log) isStmt()     {}
+func (*MetaSet) isStmt() {}
+
+// Stateful reports whether s keeps state or acts beyond the verdict
+// (counters, limits, quotas, logs, metadata writes): a statement a pending
+// register load must not be moved across.
+func Stateful(s Stmt) bool {
+	switch s.(type) {
+	case *Counter, *Limit, *Quota, *Log, *MetaSet:
+		return true
+	}
+	return false
+}

@@ -442,7 +442,7 @@ func TestLiftExpressions(t *testing.T) {
 			err:   "payload length 65 out of range", expr: 1},
 		{name: "meta set",
 			exprs: []nlmsg.Expr{&nlmsg.Meta{Key: uint32(ir.MetaMark), SReg: reg1}},
-			err:   "meta mark set (setting packet metadata) is not supported", expr: 1, unsupported: true},
+			err:   "meta mark set reads register 1, which holds no value", expr: 1, unsupported: true},
 		{name: "meta key without a translation",
 			exprs: []nlmsg.Expr{metaLoad(25, reg1), cmpExpr(opEq, reg1, 1)},
 			err:   "meta secpath is not supported", expr: 1, unsupported: true},
@@ -450,12 +450,12 @@ func TestLiftExpressions(t *testing.T) {
 			exprs: []nlmsg.Expr{&nlmsg.Ct{Key: 0, DReg: reg1}, cmpExpr(opEq, reg1, 8, 0, 0, 0), acceptExpr},
 			err:   "expression 1 (ct): unsupported: ct (connection tracking)", expr: 1, unsupported: true},
 		{name: "opaque expression",
-			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), cmpExpr(opEq, reg1, 0, 22), &nlmsg.Opaque{Name: "log", Data: bs(1, 2, 3, 4)}, acceptExpr},
-			err:   `table inet t, chain c, rule handle 7: expression 3 (log): unsupported: expression "log" is not supported`,
+			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), cmpExpr(opEq, reg1, 0, 22), &nlmsg.Opaque{Name: "synproxy", Data: bs(1, 2, 3, 4)}, acceptExpr},
+			err:   `table inet t, chain c, rule handle 7: expression 3 (synproxy): unsupported: expression "synproxy" is not supported`,
 			expr:  3, unsupported: true},
 		{name: "immediate data",
-			exprs: []nlmsg.Expr{&nlmsg.Immediate{DReg: reg1, Data: le32(1)}, &nlmsg.Meta{Key: uint32(ir.MetaMark), SReg: reg1}},
-			err:   "immediate value into register 1 feeds a statement that is not supported", expr: 1, unsupported: true},
+			exprs: []nlmsg.Expr{&nlmsg.Immediate{DReg: reg1, Data: le32(1)}, &nlmsg.Meta{Key: uint32(ir.MetaPriority), SReg: reg1}},
+			err:   "meta priority set (setting packet metadata) is not supported", expr: 2, unsupported: true},
 		{name: "immediate data to no register",
 			exprs: []nlmsg.Expr{&nlmsg.Immediate{DReg: 6, Data: le32(1)}},
 			err:   "register 6 is not a data register", expr: 1},
@@ -759,7 +759,7 @@ func TestLiftRuleset(t *testing.T) {
 		},
 		Rules: []*nlmsg.Rule{
 			{Family: nlmsg.FamilyIPv4, Table: "a", Chain: "c", Handle: 1, Exprs: []nlmsg.Expr{acceptExpr}},
-			{Family: nlmsg.FamilyIPv6, Table: "a", Chain: "c", Handle: 2, Exprs: []nlmsg.Expr{&nlmsg.Opaque{Name: "limit"}}},
+			{Family: nlmsg.FamilyIPv6, Table: "a", Chain: "c", Handle: 2, Exprs: []nlmsg.Expr{&nlmsg.Opaque{Name: "synproxy"}}},
 			{Family: nlmsg.FamilyIPv6, Table: "a", Chain: "c", Handle: 3,
 				Exprs: []nlmsg.Expr{payload(nh, 6, 1, reg1), lookupExpr(reg1, "s", 0), dropExpr}},
 			{Family: nlmsg.FamilyIPv4, Table: "a", Chain: "c", Handle: 4, Exprs: []nlmsg.Expr{dropExpr, acceptExpr}},
@@ -799,7 +799,7 @@ table ip6 a {
 	if len(res.Failed) != 2 || res.Failed[0].Handle != 2 || res.Failed[1].Handle != 4 {
 		t.Fatalf("failed rules %v, want handles 2 and 4", res.Err())
 	}
-	if got := res.Failed[0].Error(); got != `table ip6 a, chain c, rule handle 2: expression 1 (limit): unsupported: expression "limit" is not supported` {
+	if got := res.Failed[0].Error(); got != `table ip6 a, chain c, rule handle 2: expression 1 (synproxy): unsupported: expression "synproxy" is not supported` {
 		t.Errorf("first refusal: %s", got)
 	}
 	if got := res.Err().Error(); !strings.Contains(got, "rule handle 2") || !strings.Contains(got, "rule handle 4") {

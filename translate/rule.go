@@ -55,6 +55,8 @@ type regValue struct {
 	expr int
 	kind string
 	used bool
+	// konst is the value of an immediate load (see constant).
+	konst []byte
 }
 
 type ruleLifter struct {
@@ -90,13 +92,13 @@ func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
 			return nil, &exprError{index: i, kind: e.Kind(),
 				err: unsupported("verdict map lookup is followed by %d more expressions", len(r.Exprs)-1-i)}
 		}
-		if _, ok := stmt.(*ir.Counter); ok {
+		if ir.Stateful(stmt) {
 			// A load ends the rule (NFT_BREAK) when the packet lacks what
-			// it reads, before a later counter counts; in the IR the
-			// Field is read where it is compared, after the counter.
+			// it reads, before a later counter (limit, log, …) acts; in
+			// the IR the Field is read where it is compared, after it.
 			if v := l.pending(); v != nil {
 				return nil, &exprError{index: i, kind: e.Kind(),
-					err: unsupported("counter between a load (expression %d, %s) and its compare", v.expr+1, v.kind)}
+					err: unsupported("%s between a load (expression %d, %s) and its compare", e.Kind(), v.expr+1, v.kind)}
 			}
 		}
 		rule.Stmts = append(rule.Stmts, stmt)
@@ -147,7 +149,7 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 		})
 	case *nlmsg.Meta:
 		if e.DReg == 0 {
-			return nil, unsupported("meta %s set (setting packet metadata) is not supported", metaKeyName(e.Key))
+			return l.metaSet(e)
 		}
 		n, ok := metaLen[ir.MetaKey(e.Key)]
 		if !ok {
@@ -171,6 +173,9 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 	case *nlmsg.Ct:
 		return nil, unsupported("ct (connection tracking) expressions are not supported yet")
 	case *nlmsg.Opaque:
+		if s, ok, err := statefulExpr(e); ok {
+			return s, err
+		}
 		return nil, unsupported("expression %q is not supported", e.Name)
 	}
 	return nil, unsupported("expression %q is not supported", e.Kind())
@@ -236,6 +241,9 @@ func (l *ruleLifter) value(reg uint32, n uint32) (ir.Field, error) {
 	}
 	if v.covered {
 		return ir.Field{}, unsupported("reads register %d from the middle of a value", reg)
+	}
+	if v.konst != nil {
+		return ir.Field{}, unsupported("compares an immediate value (register %d)", reg)
 	}
 	if n > v.field.Len {
 		// A read spanning more than one loaded value is a concatenation.
@@ -368,15 +376,10 @@ func (l *ruleLifter) immediate(e *nlmsg.Immediate) (ir.Stmt, error) {
 		if e.Verdict != nil {
 			return nil, fmt.Errorf("verdict stored in data register %d", e.DReg)
 		}
-		w, err := regWord(e.DReg)
-		if err != nil {
-			return nil, err
-		}
 		// An immediate value only feeds statements that set something
-		// (meta mark set, …), none of which is supported; refuse here so
-		// the error names the immediate.
-		_ = w
-		return nil, unsupported("immediate value into register %d feeds a statement that is not supported", e.DReg)
+		// (meta mark set); a value nothing reads is refused at the end of
+		// the rule like an unread load.
+		return nil, l.constant(e.DReg, e.Data)
 	}
 	if e.Verdict == nil {
 		return nil, fmt.Errorf("immediate to the verdict register without a verdict")
