@@ -149,6 +149,14 @@ type Program struct {
 	Groups []*GroupMap
 	// Annotations say which instructions came from which rule.
 	Annotations []Annotation
+	// State is the map of limit and quota state (StateMapSpec), nil if
+	// the program has none; StateSlots[i] is the statement whose state
+	// the program keeps in slot i.
+	State      *ebpf.MapSpec
+	StateSlots []CounterSlot
+	// Events is the ring buffer log statements write to (EventsMapSpec),
+	// nil if the program logs nothing.
+	Events *ebpf.MapSpec
 }
 
 // CounterSlot identifies the counter statement a counter map slot belongs to.
@@ -379,6 +387,13 @@ func CompileWith(t *ir.Table, c *ir.Chain, tgt Target, opts Options) (*Program, 
 		Sets:         g.sets,
 		Groups:       g.groups,
 		Annotations:  anns,
+		StateSlots:   g.stateSlots,
+	}
+	if len(g.stateSlots) > 0 {
+		p.State = StateMapSpec(uint32(len(g.stateSlots)))
+	}
+	if g.events {
+		p.Events = EventsMapSpec()
 	}
 	return p, nil
 }

@@ -60,6 +60,10 @@ type gen struct {
 	opts      Options
 	groups    []*GroupMap
 
+	stateSlots []CounterSlot
+	stateIndex map[CounterSlot]int
+	events     bool // a log statement writes to the event ring buffer
+
 	// cur identifies the statement being compiled, for errors.
 	curChain string
 	curRule  *ir.Rule
@@ -68,12 +72,13 @@ type gen struct {
 
 func newGen(t *ir.Table, tgt Target) (*gen, error) {
 	g := &gen{
-		t:         t,
-		tgt:       tgt,
-		b:         newBuilder(),
-		chains:    map[string]*ir.Chain{},
-		slotIndex: map[CounterSlot]int{},
-		sets:      map[*ir.Set]*ebpf.MapSpec{},
+		t:          t,
+		tgt:        tgt,
+		b:          newBuilder(),
+		chains:     map[string]*ir.Chain{},
+		slotIndex:  map[CounterSlot]int{},
+		sets:       map[*ir.Set]*ebpf.MapSpec{},
+		stateIndex: map[CounterSlot]int{},
 	}
 	for _, c := range t.Chains {
 		g.chains[c.Name] = c
@@ -158,6 +163,10 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				}
 			case *ir.Counter:
 				g.counter(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: i})
+			case *ir.Limit, *ir.Quota, *ir.Log, *ir.MetaSet:
+				if err := g.statement(c.Name, r, i, s, next); err != nil {
+					return err
+				}
 			case *ir.Verdict:
 				switch s.Kind {
 				case ir.VerdictContinue:

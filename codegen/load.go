@@ -17,6 +17,10 @@ type Loaded struct {
 	Sets     map[*ir.Set]*ebpf.Map
 	// Groups are the maps of Program.Groups, in order.
 	Groups []*ebpf.Map
+	// State holds limit and quota state (nil if the program has none).
+	State *ebpf.Map
+	// Events is the log ring buffer (nil if the program logs nothing).
+	Events *ebpf.Map
 }
 
 // CounterValue is the sum of a counter over all CPUs.
@@ -40,10 +44,30 @@ func (p *Program) Load() (*Loaded, error) {
 		}
 		l.Sets[s] = m
 	}
+	if p.State != nil {
+		if l.State, err = ebpf.NewMap(p.State); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("create state map: %w", err)
+		}
+	}
+	if p.Events != nil {
+		if l.Events, err = ebpf.NewMap(p.Events); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("create log ring buffer: %w", err)
+		}
+	}
 	spec := p.Spec.Copy()
 	if err := spec.Instructions.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 		l.Close()
 		return nil, fmt.Errorf("associate counter map: %w", err)
+	}
+	if err := associateState(spec.Instructions, p, l.State, nil); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := associateEvents(spec.Instructions, p, l.Events); err != nil {
+		l.Close()
+		return nil, err
 	}
 	if l.Groups, err = p.loadGroups(spec.Instructions, counters, func(i int) uint32 { return uint32(i) }); err != nil {
 		l.Close()
@@ -76,6 +100,11 @@ func (l *Loaded) Close() error {
 	}
 	for _, m := range l.Groups {
 		errs = append(errs, m.Close())
+	}
+	for _, m := range []*ebpf.Map{l.State, l.Events} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

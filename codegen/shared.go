@@ -16,6 +16,28 @@ import (
 // slots[i] of counters. The program's own counter map is not created, nor
 // are set maps: sets gives the map of every set in p.Sets (see NewSetMap).
 func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32, sets map[*ir.Set]*ebpf.Map) (*ebpf.Program, error) {
+	return p.LoadWith(SharedMaps{Counters: counters, CounterSlots: slots, Sets: sets})
+}
+
+// SharedMaps are the maps a program is loaded against by LoadWith.
+type SharedMaps struct {
+	Counters     *ebpf.Map
+	CounterSlots []uint32 // program counter i counts in slot CounterSlots[i]
+	Sets         map[*ir.Set]*ebpf.Map
+	// State (StateMapSpec) holds limit and quota state: the program's
+	// state slot i is slot StateSlots[i]. Needed if p.StateSlots is not
+	// empty.
+	State      *ebpf.Map
+	StateSlots []uint32
+	// Events is the log ring buffer (EventsMapSpec); needed if p.Events
+	// is not nil.
+	Events *ebpf.Map
+}
+
+// LoadWith loads the program against maps the caller owns; see
+// LoadShared.
+func (p *Program) LoadWith(m SharedMaps) (*ebpf.Program, error) {
+	counters, slots, sets := m.Counters, m.CounterSlots, m.Sets
 	if len(slots) != len(p.CounterSlots) {
 		return nil, fmt.Errorf("%d slots given for %d counters", len(slots), len(p.CounterSlots))
 	}
@@ -50,6 +72,16 @@ func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32, sets map[*ir.Se
 		return nil, fmt.Errorf("associate counter map: %w", err)
 	}
 	if err := associateSets(insns, p, sets); err != nil {
+		return nil, err
+	}
+	stateSlots := m.StateSlots
+	if stateSlots == nil && len(p.StateSlots) > 0 {
+		stateSlots = []uint32{}
+	}
+	if err := associateState(insns, p, m.State, stateSlots); err != nil {
+		return nil, err
+	}
+	if err := associateEvents(insns, p, m.Events); err != nil {
 		return nil, err
 	}
 	// The program holds its group maps; ours are closed once it is loaded.
