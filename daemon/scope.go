@@ -215,6 +215,12 @@ func objectsOf(m *state.Manifest) [][2]string {
 	if m.Counters.Map != "" && len(m.Points) > 0 {
 		out = append(out, [2]string{KindMap, "counters"})
 	}
+	if m.State.Map != "" && len(m.Points) > 0 {
+		out = append(out, [2]string{KindMap, "state"})
+	}
+	if m.Events != "" && len(m.Points) > 0 {
+		out = append(out, [2]string{KindMap, "events"})
+	}
 	return out
 }
 

@@ -128,6 +128,9 @@ type point struct {
 	cp    *pipeline.ChainProgram
 	order int
 	slots []uint32
+	// stateSlots are the state map slots of the program's limits and
+	// quotas (codegen.Program.StateSlots).
+	stateSlots []uint32
 
 	prog       *ebpf.Program
 	array      *ebpf.Map     // netfilter
@@ -194,8 +197,14 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	closers = append(closers, counters.Close)
 
+	sm, err := prepareStateful(st, old, interrupted, res, points, man)
+	if err != nil {
+		return fmt.Errorf("ruleset not applied: %w", err)
+	}
+	closers = append(closers, sm.close)
+
 	man.Shape = shape(points, opts)
-	if done, err := updateSetsOnly(st, old, interrupted, res, points, man, fresh, created); done || err != nil {
+	if done, err := updateSetsOnly(st, old, interrupted, res, points, man, fresh, created || sm.changed()); done || err != nil {
 		return err
 	}
 
@@ -207,7 +216,10 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	// Build: load every program and dispatcher before touching anything.
 	for _, p := range points {
-		p.prog, err = p.cp.Program.LoadShared(counters, p.slots, sets.maps)
+		p.prog, err = p.cp.Program.LoadWith(codegen.SharedMaps{
+			Counters: counters, CounterSlots: p.slots, Sets: sets.maps,
+			State: sm.state, StateSlots: p.stateSlots, Events: sm.events,
+		})
 		if err != nil {
 			return fmt.Errorf("ruleset not applied: %s: %w", p.describe(), err)
 		}
@@ -256,6 +268,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	if err := zeroSlots(counters, fresh); err != nil {
 		return cleanupFailed(st, old, err)
 	}
+	if err := sm.pin(st, man); err != nil {
+		return cleanupFailed(st, old, err)
+	}
 	if err := st.WriteManifest(state.NextName, man); err != nil {
 		return cleanupFailed(st, old, err)
 	}
@@ -284,6 +299,7 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	// Detach what is gone, commit, and drop the previous generation.
 	keep := map[string]bool{state.StateName: true, state.NextName: true, man.Counters.Map: true}
+	keepStateful(keep, man)
 	for _, s := range man.Sets {
 		keep[s.Map] = true
 	}
@@ -318,6 +334,7 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 // (which may belong to an interrupted earlier load that is still running).
 func cleanupFailed(st *state.Dir, old *state.Manifest, err error) error {
 	keep := map[string]bool{state.StateName: true, old.Counters.Map: true}
+	keepStateful(keep, old)
 	for _, s := range old.Sets {
 		keep[s.Map] = true
 	}

@@ -297,7 +297,7 @@ func shape(points []*point, opts Options) string {
 	for _, p := range points {
 		pt := p.Point
 		pt.Program = ""
-		buf = fmt.Appendf(buf, "point %+v slots %v\n", pt, p.slots)
+		buf = fmt.Appendf(buf, "point %+v slots %v state %v\n", pt, p.slots, p.stateSlots)
 		for _, ins := range p.cp.Program.Spec.Instructions {
 			buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.OpCode))
 			buf = append(buf, byte(ins.Dst), byte(ins.Src))
@@ -406,6 +406,7 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 	man.Generation = old.Generation
 	man.Points = old.Points
 	man.Counters = old.Counters
+	man.State, man.Events = old.State, old.Events
 	man.Sets = sets
 	if err := st.WriteManifest(state.StateName, man); err != nil {
 		return true, err

@@ -21,6 +21,12 @@ type Manifest struct {
 	Counters Counters `json:"counters"`
 	// Sets lists the pinned maps backing named sets.
 	Sets []SetMap `json:"sets,omitempty"`
+	// State describes the map of limit and quota state, shared by all
+	// programs like the counter map (slots keyed by statement identity).
+	State Counters `json:"state,omitempty"`
+	// Events is the pinned name of the log ring buffer ("" if no rule
+	// logs).
+	Events string `json:"events,omitempty"`
 	// Shape identifies everything loaded except the elements of the
 	// sets in Sets: attach points, programs, counter slots and set map
 	// shapes. A load of the same shape only changes set maps.
