@@ -26,8 +26,8 @@ conformance: build ## compile nftables' own rule tests; print compiled/refused/m
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz $${FUZZTIME:-30s}
 
-bench: ## per-packet cost per program type and rule count, with ratios to an empty program
-	$(GO) test -run '^$$' -bench BenchmarkRun -benchtime 200x ./codegen/
+bench: build ## per-packet cost, compile and load time per program type, ruleset kind and size (bpfilter-nft bench; see BENCHMARKS.md)
+	$(BIN) bench
 
 loadtest: ## the daemon load test at full scale: 50 clients, 10 namespaces, 20 reloads each
 	BPFNFT_LOAD_FULL=1 $(GO) test -count=1 -run '^TestLoad$$' -v ./daemon/

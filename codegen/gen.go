@@ -59,6 +59,10 @@ type gen struct {
 	anns      []Annotation
 	opts      Options
 	groups    []*GroupMap
+	// base is the base chain compiled; rulesDone counts the rules
+	// compiled so far (for the estimate in tooLong).
+	base      *ir.Chain
+	rulesDone int
 
 	stateSlots []CounterSlot
 	stateIndex map[CounterSlot]int
@@ -101,6 +105,7 @@ func (g *gen) unsupported(format string, args ...any) error {
 }
 
 func (g *gen) compile(c *ir.Chain) error {
+	g.base = c
 	start := g.b.pos()
 	if err := g.prologue(); err != nil {
 		return err
@@ -223,6 +228,10 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 			g.curChain = c.Name
 		}
 		g.b.label(next)
+		g.rulesDone++
+		if g.b.pos() > maxInsns {
+			return g.tooLong()
+		}
 	}
 	g.b.emit(asm.LongJump(ret))
 	return nil
@@ -769,4 +778,22 @@ func (g *gen) loadBytes(dst int32, n uint32) {
 // stImm64 emits *(u64 *)(dst + off) = value (sign-extended 32-bit imm).
 func stImm64(dst asm.Register, off int16, value int64) asm.Instruction {
 	return asm.Instruction{OpCode: asm.StoreImmOp(asm.DWord), Dst: dst, Offset: off, Constant: value}
+}
+
+// tooLong refuses a chain whose code has grown past maxInsns, with an
+// estimate of what the whole chain would need, before the rest is
+// compiled and long before the verifier would fail on it.
+func (g *gen) tooLong() error {
+	total := 0
+	for _, c := range g.t.Chains {
+		total += len(c.Rules)
+	}
+	est := g.b.pos()
+	if g.rulesDone > 0 && g.rulesDone < total {
+		est = int(int64(est) * int64(total) / int64(g.rulesDone))
+	}
+	return &UnsupportedError{Chain: g.base.Name, Reason: fmt.Sprintf(
+		"%d rules need ~%d instructions, over the limit of %d (the verifier's limit is 1M processed instructions); "+
+			"only runs of rules that differ in compared constants share a lookup: use sets or maps for the rest",
+		total, est, maxInsns)}
 }

@@ -1,0 +1,66 @@
+package difftest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/bpfilter-nft/bpfilter-nft/internal/bench"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// TestLargeRulesets compares the kernel and the BPF programs on generated
+// rulesets of 1,000 rules: uniform and mixed ones, whose runs of rules
+// become rule groups (map lookups), and a heterogeneous one, compiled as
+// straight-line code. Every frame pktgen derives from the rules, plus
+// frames matching sampled rules, must get the kernel's verdict.
+func TestLargeRulesets(t *testing.T) {
+	privtest.Require(t)
+	o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	tests := []struct {
+		kind       bench.Kind
+		n          int
+		wantGroups bool
+	}{
+		{bench.Uniform, 1000, true},
+		{bench.Mixed, 1000, true},
+		{bench.Heterogeneous, 1000, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s-%d", tt.kind, tt.n), func(t *testing.T) {
+			rules := bench.Generate(tt.kind, tt.n, true)
+			for i := range rules {
+				rules[i].Accept = i%3 == 1
+				rules[i].Counter = i%2 == 0
+			}
+			text := bench.Ruleset(ir.FamilyNetdev, ir.HookIngress, o.ReceiverIfname(), rules)
+			rep, err := Check(o, ir.HookIngress, text, Options{Seed: 7, Count: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			groups := 0
+			for _, p := range rep.Result.Programs {
+				groups += len(p.Program.Groups)
+			}
+			if (groups > 0) != tt.wantGroups {
+				t.Errorf("%d rule groups compiled, want groups: %v", groups, tt.wantGroups)
+			}
+			if rep.Kernel[oracle.Dropped] == 0 || rep.Kernel[oracle.Accepted] == 0 {
+				t.Errorf("the frames do not exercise both verdicts: kernel %v", rep.Kernel)
+			}
+			for i, m := range rep.Mismatches {
+				if i == 20 {
+					t.Errorf("… %d mismatches in all", len(rep.Mismatches))
+					break
+				}
+				t.Errorf("mismatch: %s", m)
+			}
+			t.Logf("%d frames, %d verdicts compared, %d groups, kernel %v, %d mismatches", rep.Frames, rep.Compared, groups, rep.Kernel, len(rep.Mismatches))
+		})
+	}
+}
