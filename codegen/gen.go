@@ -36,6 +36,9 @@ const (
 	vethBuf    = -192 // 24 bytes: rebuilt VLAN ethernet header
 	bufOff     = -256 // 64 bytes: the nf_tables register image of a field
 	bufSize    = 64
+	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
+	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
+	// setkey.go).
 )
 
 const (

@@ -69,8 +69,8 @@ const maxGroupKey = 64
 
 // Stack slots used by group code (see the layout in gen.go).
 const (
-	groupKeyOff = -320 // 64 bytes: the key of a group lookup
-	slotGroupAc = -328 // the action of the rule a group lookup found
+	groupKeyOff = -336 // 64 bytes up to -272: the key of a group lookup
+	slotGroupAc = -272 // the action of the rule a group lookup found
 )
 
 // Group actions stored in map values; jump and goto targets follow.
