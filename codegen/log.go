@@ -41,6 +41,7 @@ const (
 	EvMACLen    = 28 // u16 bytes of link-layer header in MAC (0: none)
 	EvCapLen    = 30 // u16 bytes of packet from the network header in Data
 	EvProto     = 32 // u16 skb->protocol, host order
+	EvAvail     = 36 // u32 bytes from the network header to the packet end
 	EvHandle    = 40 // u64 rule handle
 	EvPrefix    = 48 // [LogPrefixLen]byte, NUL-padded
 	EvMAC       = EvPrefix + LogPrefixLen
@@ -159,6 +160,8 @@ func (g *gen) log(r *ir.Rule, l *ir.Log) error {
 		asm.LoadMem(asm.R4, asm.R10, slotTotal, asm.DWord),
 		asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
 		asm.Sub.Reg(asm.R4, asm.R2),
+		asm.LoadMem(asm.R3, asm.R10, slotEvent, asm.DWord),
+		asm.StoreMem(asm.R3, EvAvail, asm.R4, asm.Word),
 		asm.JSLE.Imm(asm.R4, 0, noData),
 		asm.JLE.Imm(asm.R4, LogCaptureLen, capped),
 		asm.Mov.Imm(asm.R4, LogCaptureLen),

@@ -1,9 +1,11 @@
 package codegen
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -199,6 +201,73 @@ func TestMetaMarkSet(t *testing.T) {
 			l := loadFlavour(t, fl, tab, c)
 			if got := run(t, fl, l, udp4(53)); got != ir.VerdictAccept {
 				t.Errorf("mark not seen by the next rule: %s", vname(got))
+			}
+		})
+	}
+}
+
+// TestLogEvent loads a log statement on every program type, runs a packet
+// and checks the event in the ring buffer: prefix, level, flags, hook,
+// length, the bytes from the network header, and that the verdict is
+// unaffected.
+func TestLogEvent(t *testing.T) {
+	privileged(t)
+	frame := udp4(53)
+	lg := &ir.Log{Prefix: "p: ", HasPrefix: true, Level: ir.LogInfo, HasLevel: true, Flags: ir.LogTCPSeq}
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			r := rule(counter, lg, drop)
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{r})
+			l := loadFlavour(t, fl, tab, c)
+			rd, err := ringbuf.NewReader(l.Events)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if got := run(t, fl, l, frame); got != ir.VerdictDrop {
+				t.Fatalf("verdict %s, want drop", vname(got))
+			}
+			rd.SetDeadline(time.Now().Add(time.Second))
+			rec, err := rd.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := rec.RawSample
+			if len(b) != LogEventLen {
+				t.Fatalf("event of %d bytes", len(b))
+			}
+			le := binary.LittleEndian
+			ctr, _ := l.ReadCounters()
+			ip := frame[14:]
+			checks := []struct {
+				what      string
+				got, want uint64
+			}{
+				{"magic", uint64(le.Uint32(b[EvMagic:])), LogEventMagic},
+				{"hook", uint64(b[EvHook]), uint64(fl.hook)},
+				{"level", uint64(b[EvLevel]), uint64(ir.LogInfo)},
+				{"flags", uint64(le.Uint32(b[EvFlags:])), uint64(ir.LogTCPSeq)},
+				{"len", uint64(le.Uint32(b[EvLen:])), ctr[0].Bytes},
+				{"handle", le.Uint64(b[EvHandle:]), r.Handle},
+				{"avail", uint64(le.Uint32(b[EvAvail:])), uint64(len(ip))},
+				{"captured", uint64(le.Uint16(b[EvCapLen:])), uint64(len(ip))},
+				{"protocol", uint64(le.Uint16(b[EvProto:])), 0x0800},
+			}
+			for _, c := range checks {
+				if c.got != c.want {
+					t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
+				}
+			}
+			if p := string(b[EvPrefix : EvPrefix+4]); p != "p: \x00" {
+				t.Errorf("prefix %q", p)
+			}
+			if d := b[EvData : EvData+len(ip)]; string(d) != string(ip) {
+				t.Errorf("data %x, want %x", d, ip)
+			}
+			if fl.l2 && fl.tgt.Type != CgroupSKB {
+				if n := le.Uint16(b[EvMACLen:]); n != 14 || string(b[EvMAC:EvMAC+14]) != string(frame[:14]) {
+					t.Errorf("mac header %d bytes %x, want %x", n, b[EvMAC:EvMAC+14], frame[:14])
+				}
 			}
 		})
 	}

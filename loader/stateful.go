@@ -163,7 +163,9 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 		}
 	}
 
-	if logs {
+	// Once created, the ring buffer stays while the namespace has a
+	// ruleset, so that a running monitor keeps receiving.
+	if logs || (old.Events == eventsPin && st.Exists(eventsPin)) {
 		man.Events = eventsPin
 		if old.Events == eventsPin && st.Exists(eventsPin) {
 			m, err := ebpf.LoadPinnedMap(st.PinPath(eventsPin), nil)
@@ -219,4 +221,26 @@ func keepStateful(keep map[string]bool, m *state.Manifest) {
 	if m.Events != "" {
 		keep[m.Events] = true
 	}
+}
+
+// OpenEvents opens the log ring buffer of the ruleset recorded in st. It
+// fails when no rule of the ruleset logs (and none has since it was
+// loaded).
+func OpenEvents(st *state.Dir) (*ebpf.Map, error) {
+	m, err := readManifest(st, state.StateName)
+	if err != nil {
+		return nil, err
+	}
+	if m.Events == "" {
+		return nil, fmt.Errorf("no rule of the ruleset in %s logs: there are no log events to read", st.Path())
+	}
+	rb, err := ebpf.LoadPinnedMap(st.PinPath(m.Events), nil)
+	if err != nil {
+		return nil, fmt.Errorf("log ring buffer: %w", err)
+	}
+	if rb.Type() != ebpf.RingBuf {
+		rb.Close()
+		return nil, fmt.Errorf("%s is a %s, not a ring buffer", st.PinPath(m.Events), rb.Type())
+	}
+	return rb, nil
 }
