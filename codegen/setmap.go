@@ -78,11 +78,11 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 	if !InMap(s) {
 		return nil, nil, fmt.Errorf("set %s is not backed by a map", s.Name)
 	}
-	var index map[ir.Verdict]uint32
+	var index map[ir.Verdict][]byte
 	if s.IsVerdictMap() {
-		index = map[ir.Verdict]uint32{}
+		index = map[ir.Verdict][]byte{}
 		for i, v := range targets {
-			index[v] = uint32(i)
+			index[v] = binary.NativeEndian.AppendUint32(nil, uint32(i))
 		}
 	}
 	one := []byte{1}
@@ -95,11 +95,11 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 			if e.Verdict == nil {
 				return nil, nil, fmt.Errorf("verdict map %s: element %x has no verdict", s.Name, e.Low)
 			}
-			i, ok := index[*e.Verdict]
+			v, ok := index[*e.Verdict]
 			if !ok {
 				return nil, nil, fmt.Errorf("verdict map %s: element %x: verdict %s is not among the compiled %v", s.Name, e.Low, e.Verdict, targets)
 			}
-			value = binary.NativeEndian.AppendUint32(nil, i)
+			value = v
 		}
 		if s.Flags&ir.SetInterval == 0 {
 			if !bytes.Equal(e.Low, e.High) {
@@ -348,9 +348,19 @@ func batchAdd(m *ebpf.Map, add, values [][]byte) error {
 		for i, k := range part {
 			reflect.Copy(keys.Index(i), reflect.ValueOf(k))
 		}
-		vals := make([]byte, 0, vs*len(part))
-		for _, v := range values[start:end] {
-			vals = append(vals, v...)
+		var vals any
+		if vs == 1 {
+			flat := make([]byte, 0, len(part))
+			for _, v := range values[start:end] {
+				flat = append(flat, v...)
+			}
+			vals = flat
+		} else {
+			arr := reflect.MakeSlice(reflect.SliceOf(reflect.ArrayOf(vs, reflect.TypeFor[byte]())), len(part), len(part))
+			for i, v := range values[start:end] {
+				reflect.Copy(arr.Index(i), reflect.ValueOf(v))
+			}
+			vals = arr.Interface()
 		}
 		if _, err := m.BatchUpdate(keys.Interface(), vals, nil); err != nil {
 			return err
