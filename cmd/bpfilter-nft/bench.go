@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bench"
@@ -13,7 +14,7 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v]",
+		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D]]",
 		summary: "per-packet cost, compile and load time of generated rulesets, as ratios to an empty program",
 		run:     runBench,
 	})
@@ -40,6 +41,8 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	sizes := fs.String("sizes", "0,10,100,1000,10000,100000", "ruleset sizes")
 	d := fs.Duration("time", 0, "kernel time per measurement (default 20ms)")
 	verbose := fs.Bool("v", false, "print each measurement as it is made")
+	veth := fs.Bool("veth", false, "measure end to end instead: packets per second through a veth pair with bpfilter-nft (xdp, tcx) and the kernel's nftables")
+	vethTime := fs.Duration("veth-time", time.Second, "length of each end-to-end measurement")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,6 +74,23 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 			return usageErr(stderr, fmt.Errorf("bad size %q", s))
 		}
 		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	if *veth {
+		if *sizes == fs.Lookup("sizes").DefValue {
+			cfg.Sizes = []int{0, 10, 100, 1000, 10000}
+		}
+		var progress func(bench.VethResult)
+		if *verbose {
+			progress = func(r bench.VethResult) {
+				fmt.Fprintf(stderr, "%s %d rules: %.0f pps\n", r.Attach, r.Rules, r.PPS)
+			}
+		}
+		res, err := bench.Veth(bench.VethConfig{Sizes: cfg.Sizes, Time: *vethTime,
+			Attachs: bench.AllAttachs}, progress)
+		if err != nil {
+			return err
+		}
+		return bench.WriteVethTable(stdout, res)
 	}
 	var progress io.Writer
 	if *verbose {

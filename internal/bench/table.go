@@ -78,3 +78,51 @@ func Scalings(results []Result, small, large int) []Scaling {
 	}
 	return out
 }
+
+// WriteVethTable prints end-to-end packet rates: one row per ruleset size,
+// one column per attach kind, and bpfilter-nft's rates as ratios to the
+// kernel's nftables and to the floor (nothing attached).
+func WriteVethTable(w io.Writer, results []VethResult) error {
+	var floor float64
+	by := map[int]map[Attach]float64{}
+	var sizes []int
+	for _, r := range results {
+		if r.Attach == AttachNone {
+			floor = r.PPS
+			continue
+		}
+		if by[r.Rules] == nil {
+			by[r.Rules] = map[Attach]float64{}
+			sizes = append(sizes, r.Rules)
+		}
+		by[r.Rules][r.Attach] = r.PPS
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "rules\txdp Mpps\ttcx Mpps\tnft Mpps\txdp/nft\ttcx/nft\txdp-linear Mpps\ttcx-linear Mpps\txdp/nofilter\ttcx/nofilter\tnft/nofilter\t\n")
+	div := func(a, b float64) string {
+		if a == 0 || b == 0 {
+			return "-"
+		}
+		return ratio(a / b)
+	}
+	mpps := func(x float64) string {
+		if x == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", x/1e6)
+	}
+	for _, n := range sizes {
+		m := by[n]
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, mpps(m[AttachXDP]), mpps(m[AttachTCX]), mpps(m[AttachNFT]),
+			div(m[AttachXDP], m[AttachNFT]), div(m[AttachTCX], m[AttachNFT]), mpps(m[AttachXDPLinear]), mpps(m[AttachTCXLinear]),
+			div(m[AttachXDP], floor), div(m[AttachTCX], floor), div(m[AttachNFT], floor))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if floor > 0 {
+		_, err := fmt.Fprintf(w, "no filter (nothing attached, the IP layer drops the frame): %.3f Mpps\n", floor/1e6)
+		return err
+	}
+	return nil
+}
