@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +45,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	verbose := fs.Bool("v", false, "print each measurement as it is made")
 	veth := fs.Bool("veth", false, "measure end to end instead: packets per second through a veth pair with bpfilter-nft (xdp, tcx) and the kernel's nftables")
 	vethTime := fs.Duration("veth-time", time.Second, "length of each end-to-end measurement")
+	plot := fs.String("plot", "", "with --veth: also draw ns/packet against rules as a PNG to `FILE`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -90,7 +93,18 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 		if err != nil {
 			return err
 		}
-		return bench.WriteVethTable(stdout, res)
+		if err := bench.WriteVethTable(stdout, res); err != nil {
+			return err
+		}
+		if *plot != "" {
+			var buf bytes.Buffer
+			if err := bench.Plot(&buf, "end to end on veth: ns per packet (1/rate), policy drop, no rule matches",
+				"rules in the chain", "ns per packet", bench.VethSeries(res)); err != nil {
+				return err
+			}
+			return os.WriteFile(*plot, buf.Bytes(), 0o644)
+		}
+		return nil
 	}
 	var progress io.Writer
 	if *verbose {
