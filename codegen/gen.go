@@ -38,7 +38,9 @@ const (
 	bufSize    = 64
 	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
-	// setkey.go).
+	// setkey.go), slotScanIdx and slotScanCnt (-408, -416,
+	// rangetable.go). An LPM trie key puts its prefix length in the
+	// word right below the buffer (-260…-256) while a lookup is made.
 )
 
 const (

@@ -180,7 +180,12 @@ func (g *gen) lookup(l *ir.Lookup, fail string) error {
 	if l.Negate {
 		hit, miss = fail, ok
 	}
-	if InMap(s) {
+	if IsRangeTable(s) {
+		if err := g.rangeLookup(s, miss); err != nil {
+			return err
+		}
+		g.b.emit(asm.Ja.Label(hit))
+	} else if InMap(s) {
 		if err := g.mapLookup(s, miss); err != nil {
 			return err
 		}

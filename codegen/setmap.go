@@ -36,8 +36,8 @@ const AnonymousMapThreshold = 16
 // interval sets are LPM tries holding every range as the prefixes that
 // cover it exactly. Concatenations of exact keys are hash maps over the
 // whole key; verdict maps are maps whose values index the map's verdicts
-// (ir.Set.Verdicts). Concatenations with the interval flag, data maps and
-// dynamic sets are not in maps.
+// (ir.Set.Verdicts). Named concatenations with the interval flag are range
+// tables (see IsRangeTable). Data maps and dynamic sets are not in maps.
 func InMap(s *ir.Set) bool {
 	if s.Anonymous() && len(s.Elements) < AnonymousMapThreshold {
 		return false
@@ -46,7 +46,7 @@ func InMap(s *ir.Set) bool {
 		return false
 	}
 	if s.Concatenated() && s.Flags&ir.SetInterval != 0 {
-		return false
+		return IsRangeTable(s)
 	}
 	return s.Flags&(ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
@@ -77,6 +77,9 @@ func SetMapEntries(s *ir.Set) (keys, values [][]byte, err error) {
 func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, err error) {
 	if !InMap(s) {
 		return nil, nil, fmt.Errorf("set %s is not backed by a map", s.Name)
+	}
+	if IsRangeTable(s) {
+		return rangeEntries(s, targets)
 	}
 	var index map[ir.Verdict][]byte
 	if s.IsVerdictMap() {
@@ -171,6 +174,9 @@ func SetMapSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 	}
 	if s.KeyLen == 0 || s.KeyLen > bufSize {
 		return nil, fmt.Errorf("set %s: key length %d is out of range 1..%d", s.Name, s.KeyLen, bufSize)
+	}
+	if IsRangeTable(s) {
+		return rangeTableSpec(s)
 	}
 	keys, err := SetMapKeys(s)
 	if err != nil {

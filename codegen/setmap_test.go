@@ -85,7 +85,8 @@ func TestSetMapSpec(t *testing.T) {
 		{"small anonymous", anonymous(ipv4Set("__set2", AnonymousMapThreshold-1)), false, 0, true},
 		{"interval", &ir.Set{Name: "i", Flags: ir.SetInterval, KeyLen: 2}, true, lpmCapacity, false},
 		{"concat", &ir.Set{Name: "k", KeyLen: 8, Fields: []uint32{4, 4}}, true, DefaultSetCapacity, false},
-		{"concat ranges", &ir.Set{Name: "k", Flags: ir.SetConcat | ir.SetInterval, KeyLen: 8, Fields: []uint32{4, 4}}, false, 0, true},
+		{"concat ranges", &ir.Set{Name: "k", Flags: ir.SetConcat | ir.SetInterval, KeyLen: 8, Fields: []uint32{4, 4}}, true, rangeTableMin + 1, false},
+		{"anonymous concat ranges", &ir.Set{Name: "__set9", Flags: ir.SetAnonymous | ir.SetConcat | ir.SetInterval, KeyLen: 8, Fields: []uint32{4, 4}}, false, 0, true},
 		{"verdict map", &ir.Set{Name: "v", Flags: ir.SetMap, KeyLen: 2, DataType: ir.DataVerdict}, true, DefaultSetCapacity, false},
 		{"map", &ir.Set{Name: "m", Flags: ir.SetMap, KeyLen: 2}, false, 0, true},
 	} {
@@ -98,7 +99,10 @@ func TestSetMapSpec(t *testing.T) {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
 			keySize := tc.set.KeyLen
-			if tc.set.Flags&ir.SetInterval != 0 {
+			switch {
+			case IsRangeTable(tc.set):
+				keySize = 4 // slot number
+			case tc.set.Flags&ir.SetInterval != 0:
 				keySize += 4 // LPM trie prefix length
 			}
 			if err == nil && (spec.MaxEntries != tc.cap || spec.KeySize != keySize) {

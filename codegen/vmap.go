@@ -70,10 +70,16 @@ func (g *gen) verdictMap(v *ir.VerdictMap, next, ret string, depth int, active m
 		return nil, err
 	}
 	if InMap(s) {
-		if err := g.mapLookup(s, next); err != nil {
+		dataOff := int16(0)
+		if IsRangeTable(s) {
+			if err := g.rangeLookup(s, next); err != nil {
+				return nil, err
+			}
+			dataOff = int16(2 * s.KeyLen)
+		} else if err := g.mapLookup(s, next); err != nil {
 			return nil, err
 		}
-		g.b.emit(asm.LoadMem(asm.R1, asm.R0, 0, asm.Word))
+		g.b.emit(asm.LoadMem(asm.R1, asm.R0, dataOff, asm.Word))
 		for i, l := range labels {
 			skip := g.b.newLabel("vmap_skip")
 			g.b.emit(asm.JNE.Imm(asm.R1, int32(i), skip), asm.LongJump(l))

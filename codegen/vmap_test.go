@@ -232,11 +232,12 @@ func TestVerdictMapRefusals(t *testing.T) {
 	}{
 		{"missing chain", vmapOf("m1", 0, 2, velem{lo: u16(1), v: jump("nope")}), `chain "nope" does not exist`},
 		{"base chain", vmapOf("m2", 0, 2, velem{lo: u16(1), v: jump("base")}), `cannot jump to base chain "base"`},
-		{"named concat ranges", func() *ir.Set {
+		{"named concat ranges beyond the range table limit", func() *ir.Set {
 			s := vmapOf("m3", ir.SetInterval|ir.SetConcat, 8, velem{lo: ck(ip4(192, 0, 2, 1), 1), hi: ck(ip4(192, 0, 2, 1), 9), v: accept})
 			s.Fields = []uint32{4, 2}
+			s.Size = rangeTableMax + 1
 			return s
-		}(), "cannot be backed by a map"},
+		}(), "holds at most 512 elements"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := []ir.Field{th(2, 2)}
@@ -345,4 +346,109 @@ func BenchmarkVerdictMap(b *testing.B) {
 	}
 	b.Cleanup(func() { l.Close() })
 	b.Run("concat-ranges=15", func(b *testing.B) { measure(b, l) })
+	// Named: range tables, scanned in full (the key misses).
+	for _, n := range []int{15, 256} {
+		var rs [][2][]byte
+		for i := 0; i < n; i++ {
+			rs = append(rs, elr(ck(ip4(198, 51, byte(i), 0), 1000), ck(ip4(198, 51, byte(i), 255), 2000)))
+		}
+		s := concatSet("rt", ir.SetInterval|ir.SetConcat, rs...)
+		tab, c := table(bt.fam, bt.tgt.Hook, ir.VerdictAccept, []*ir.Rule{
+			rule(isTCP, eq(nh(9, 1), []byte{protoTCP}), &ir.Lookup{Key: key, Set: s}, drop),
+		})
+		tab.Sets = []*ir.Set{s}
+		start := time.Now()
+		p, err := Compile(tab, c, bt.tgt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := p.Load()
+		if err != nil {
+			b.Fatal(err)
+		}
+		load := time.Since(start)
+		b.Cleanup(func() { l.Close() })
+		b.Run(fmt.Sprintf("range-table=%d", n), func(b *testing.B) {
+			measure(b, l)
+			b.ReportMetric(float64(load.Milliseconds()), "ms/load")
+		})
+	}
+}
+
+// TestRangeTable: named sets and verdict maps of concatenated ranges are
+// range tables; lookups find every field in its own range (boundaries
+// included), and SyncRangeTable changes elements under the loaded
+// program.
+func TestRangeTable(t *testing.T) {
+	privileged(t)
+	set := concatSet("cr", ir.SetInterval|ir.SetConcat,
+		elr(ck(ip4(192, 0, 2, 0), 10), ck(ip4(192, 0, 2, 127), 20)),
+		elr(ck(ip4(198, 51, 100, 7), 0), ck(ip4(198, 51, 100, 7), 65535)),
+		elr(ck(ip4(203, 0, 113, 0), 65535), ck(ip4(203, 0, 113, 255), 65535)),
+	)
+	vmap := vmapOf("crv", ir.SetInterval|ir.SetConcat, 8,
+		velem{lo: ck(ip4(192, 0, 2, 0), 30), hi: ck(ip4(192, 0, 2, 127), 40), v: drop},
+		velem{lo: ck(ip4(192, 0, 2, 128), 10), hi: ck(ip4(192, 0, 2, 255), 20), v: accept},
+		velem{lo: ck(ip4(198, 51, 100, 7), 0), hi: ck(ip4(198, 51, 100, 7), 65535), v: jump("u")},
+	)
+	vmap.Fields = []uint32{4, 2}
+	if !IsRangeTable(set) || !IsRangeTable(vmap) || !InMap(set) {
+		t.Fatal("named concatenated ranges are not range tables")
+	}
+	user := &ir.Chain{Name: "u", Rules: []*ir.Rule{rule(eq(th(2, 2), u16(0)), drop)}}
+	key := []ir.Field{nh(12, 4), th(2, 2)}
+	isTCP := eq(meta(ir.MetaL4Proto), b(protoTCP))
+	for _, fl := range ipFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			tab, c := table(ir.FamilyIPv4, 0, ir.VerdictAccept, []*ir.Rule{
+				rule(isTCP, &ir.Lookup{Key: key, Set: set}, eq(meta(ir.MetaMark), u32le(0)), drop),
+				rule(isTCP, vm(vmap, key...)),
+				rule(isTCP, eq(th(2, 2), u16(15)), drop),
+			}, user)
+			tab.Sets = []*ir.Set{set, vmap}
+			l := loadFlavour(t, fl, tab, c)
+			check := func(step string, src []byte, port uint16, want ir.VerdictKind) {
+				t.Helper()
+				if got := run(t, fl, l, tcp4From(src, port)); got != want {
+					t.Errorf("%s: %v port %d: got %s, want %s", step, src, port, vname(got), vname(want))
+				}
+			}
+			check("first of both ranges", ip4(192, 0, 2, 0), 10, D)
+			check("last of both ranges", ip4(192, 0, 2, 127), 20, D)
+			check("port above", ip4(192, 0, 2, 5), 21, A)
+			check("address above", ip4(192, 0, 2, 128), 11, A) // vmap: accept
+			check("vmap miss, next rule", ip4(192, 0, 3, 0), 15, D)
+			check("any port 0", ip4(198, 51, 100, 7), 0, D)
+			check("jump, falls back", ip4(198, 51, 100, 8), 9, A)
+			check("/24 . 65535", ip4(203, 0, 113, 200), 65535, D)
+			check("/24 . 65534", ip4(203, 0, 113, 200), 65534, A)
+			// Remove the first element, add one, change nothing else.
+			next := concatSet("cr", ir.SetInterval|ir.SetConcat,
+				elr(ck(ip4(198, 51, 100, 7), 0), ck(ip4(198, 51, 100, 7), 65535)),
+				elr(ck(ip4(203, 0, 113, 0), 65535), ck(ip4(203, 0, 113, 255), 65535)),
+				elr(ck(ip4(192, 0, 2, 200), 1), ck(ip4(192, 0, 2, 200), 1)),
+			)
+			if err := SyncRangeTable(l.Sets[set], next, nil); err != nil {
+				t.Fatal(err)
+			}
+			check("removed", ip4(192, 0, 2, 0), 10, A)
+			check("added", ip4(192, 0, 2, 200), 1, D)
+			check("kept", ip4(203, 0, 113, 1), 65535, D)
+			keys, _, err := SetMapContentEntries(l.Sets[set])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 4 {
+				t.Errorf("%d entries after the change, want 3 elements and the count", len(keys))
+			}
+			// A verdict changes in place.
+			nv := *vmap
+			nv.Elements = append([]ir.SetElement(nil), vmap.Elements...)
+			nv.Elements[1].Verdict = drop
+			if err := SyncRangeTable(l.Sets[vmap], &nv, vmap.Verdicts()); err != nil {
+				t.Fatal(err)
+			}
+			check("verdict changed", ip4(192, 0, 2, 128), 11, D)
+		})
+	}
 }

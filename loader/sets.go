@@ -238,9 +238,14 @@ func fits(m *ebpf.Map, s *ir.Set) error {
 // (or whose value changes) with their values, and keys to delete.
 type mapDiff struct {
 	add, values, del [][]byte
+	// sync, when set, makes the change instead (range tables).
+	sync func(m *ebpf.Map) error
 }
 
 func (d mapDiff) apply(m *ebpf.Map) error {
+	if d.sync != nil {
+		return d.sync(m)
+	}
 	return codegen.UpdateSetMapEntries(m, d.add, d.values, d.del)
 }
 
@@ -255,6 +260,10 @@ func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set, targets []ir.Verdict) (
 	if err := fits(m, s); err != nil {
 		m.Close()
 		return nil, d, err
+	}
+	if codegen.IsRangeTable(s) {
+		d.sync = func(m *ebpf.Map) error { return codegen.SyncRangeTable(m, s, targets) }
+		return m, d, nil
 	}
 	want, values, err := codegen.SetMapEntriesWith(s, targets)
 	if err != nil {

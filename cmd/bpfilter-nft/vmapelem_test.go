@@ -103,3 +103,75 @@ table netdev f {
 	}
 	expect("refused", map[uint16]oracle.Result{15: drp, 9: acc})
 }
+
+// TestRangeTableElementCommands: element commands on a named set of
+// concatenated ranges (a range table) add and remove elements live; the
+// programs stay.
+func TestRangeTableElementCommands(t *testing.T) {
+	privtest.Require(t)
+	o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Load(""); err != nil {
+		t.Fatal(err)
+	}
+	cli, root := receiverCLIRoot(t, o)
+	file := filepath.Join(t.TempDir(), "rules.nft")
+	src := oracle.SenderIPv4.String()
+	writeFile(t, file, `flush ruleset
+table netdev f {
+	set blocked {
+		type ipv4_addr . inet_service
+		flags interval
+		elements = { `+src+` . 10-20, 198.51.100.0/24 . 30 }
+	}
+	chain ing {
+		type filter hook ingress device "`+o.ReceiverIfname()+`" priority 0; policy accept;
+		ip saddr . udp dport @blocked drop
+	}
+}
+`)
+	if out, errOut, code := cli("-f", file); code != 0 {
+		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
+	}
+	expect := func(step string, verdicts map[uint16]oracle.Result) {
+		t.Helper()
+		for port, want := range verdicts {
+			r, err := o.Verdict(udpFrame(o, false, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r == oracle.NotReached {
+				r = oracle.Dropped
+			}
+			if r != want {
+				t.Errorf("%s: udp dport %d: %s, want %s", step, port, r, want)
+			}
+		}
+	}
+	const acc, drp = oracle.Accepted, oracle.Dropped
+	expect("loaded", map[uint16]oracle.Result{9: acc, 10: drp, 20: drp, 21: acc, 30: acc})
+	progs := pinnedProgramIDs(t, root)
+	for _, step := range []struct {
+		args     []string
+		verdicts map[uint16]oracle.Result
+	}{
+		{[]string{"add", "element", "netdev", "f", "blocked", "{", src, ".", "30-40,", src, ".", "65535", "}"},
+			map[uint16]oracle.Result{29: acc, 30: drp, 40: drp, 41: acc, 15: drp, 65535: drp, 65534: acc}},
+		{[]string{"delete", "element", "netdev", "f", "blocked", "{", src, ".", "10-20", "}"},
+			map[uint16]oracle.Result{10: acc, 15: acc, 20: acc, 35: drp, 65535: drp}},
+		{[]string{"flush", "set", "netdev", "f", "blocked"},
+			map[uint16]oracle.Result{35: acc, 65535: acc}},
+	} {
+		name := strings.Join(step.args[:2], " ")
+		if out, errOut, code := cli(step.args...); code != 0 {
+			t.Fatalf("%s: exit %d: %s %s", name, code, out, errOut)
+		}
+		expect(name, step.verdicts)
+		if got := pinnedProgramIDs(t, root); !equalIDs(got, progs) {
+			t.Errorf("%s: programs %v, want the loaded ones %v", name, got, progs)
+		}
+	}
+}
