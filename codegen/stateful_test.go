@@ -2,6 +2,7 @@ package codegen
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,6 +269,25 @@ func TestLogEvent(t *testing.T) {
 				if n := le.Uint16(b[EvMACLen:]); n != 14 || string(b[EvMAC:EvMAC+14]) != string(frame[:14]) {
 					t.Errorf("mac header %d bytes %x, want %x", n, b[EvMAC:EvMAC+14], frame[:14])
 				}
+			}
+		})
+	}
+}
+
+// TestRejectRefused checks that reject is refused on every program type
+// with the reason.
+func TestRejectRefused(t *testing.T) {
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), &ir.Reject{Type: ir.RejectTCPReset})})
+			_, err := Compile(tab, c, fl.tgt)
+			ue, ok := err.(*UnsupportedError)
+			if !ok || ue.Stmt != "reject with tcp reset" {
+				t.Fatalf("compile: %v, want a refusal of the reject", err)
+			}
+			want := map[ProgramType]string{Netfilter: "NF_ACCEPT or NF_DROP", CgroupSKB: "only pass or drop", XDP: "not implemented", TC: "not implemented"}[fl.tgt.Type]
+			if !strings.Contains(ue.Reason, want) {
+				t.Errorf("reason %q does not say %q", ue.Reason, want)
 			}
 		})
 	}

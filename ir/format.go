@@ -104,6 +104,8 @@ func (p *printer) stmt(s Stmt) string {
 		return p.verdictMap(s)
 	case *Limit, *Quota, *Log, *MetaSet:
 		return formatStateful(s)
+	case *Reject:
+		return p.reject(s)
 	}
 	return fmt.Sprintf("%T", s)
 }

@@ -155,3 +155,40 @@ func (m *MetaSet) String() string {
 	}
 	return fmt.Sprintf("meta %s set 0x%x", MetaName(m.Key), v)
 }
+
+var (
+	icmpCodes   = map[uint8]string{0: "net-unreachable", 1: "host-unreachable", 2: "prot-unreachable", 3: "port-unreachable", 9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}
+	icmpv6Codes = map[uint8]string{0: "no-route", 1: "admin-prohibited", 3: "addr-unreachable", 4: "port-unreachable", 5: "policy-fail", 6: "reject-route"}
+	icmpxCodes  = map[uint8]string{0: "no-route", 1: "port-unreachable", 2: "host-unreachable", 3: "admin-prohibited"}
+)
+
+func codeName(names map[uint8]string, c uint8) string {
+	if n, ok := names[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("%d", c)
+}
+
+// reject prints a reject statement as nft 1.0.6 does: the family's default
+// (icmp port-unreachable in ip, icmpv6 port-unreachable in ip6, icmpx
+// port-unreachable elsewhere) as a bare "reject".
+func (p *printer) reject(r *Reject) string {
+	switch r.Type {
+	case RejectTCPReset:
+		return "reject with tcp reset"
+	case RejectICMPXUnreach:
+		if r.Code == 1 && p.fam != FamilyIPv4 && p.fam != FamilyIPv6 {
+			return "reject"
+		}
+		return "reject with icmpx " + codeName(icmpxCodes, r.Code)
+	case RejectICMPUnreach:
+		switch {
+		case p.fam == FamilyIPv4 && r.Code == 3, p.fam == FamilyIPv6 && r.Code == 4:
+			return "reject"
+		case p.fam == FamilyIPv6 || p.l3 == "ip6":
+			return "reject with icmpv6 " + codeName(icmpv6Codes, r.Code)
+		}
+		return "reject with icmp " + codeName(icmpCodes, r.Code)
+	}
+	return fmt.Sprintf("reject type %d code %d", r.Type, r.Code)
+}

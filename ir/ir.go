@@ -357,6 +357,21 @@ type MetaSet struct {
 	Value []byte
 }
 
+// Reject types (NFT_REJECT_*).
+const (
+	RejectICMPUnreach  uint32 = 0 // ICMP (ip) or ICMPv6 (ip6) destination unreachable, code Code
+	RejectTCPReset     uint32 = 1
+	RejectICMPXUnreach uint32 = 2 // family-independent code (NFT_REJECT_ICMPX_*)
+)
+
+// Reject is the "reject" statement (nft_reject): the packet is dropped
+// and a TCP reset or an ICMP error is sent back.
+type Reject struct {
+	Type uint32
+	Code uint8
+}
+
+func (*Reject) isStmt()  {}
 func (*Limit) isStmt()   {}
 func (*Quota) isStmt()   {}
 func (*Log) isStmt()     {}
@@ -367,7 +382,7 @@ func (*MetaSet) isStmt() {}
 // register load must not be moved across.
 func Stateful(s Stmt) bool {
 	switch s.(type) {
-	case *Counter, *Limit, *Quota, *Log, *MetaSet:
+	case *Counter, *Limit, *Quota, *Log, *MetaSet, *Reject:
 		return true
 	}
 	return false

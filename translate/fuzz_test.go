@@ -188,7 +188,15 @@ func checkRule(t *testing.T, rule *ir.Rule) {
 					t.Fatalf("statement %d: %d-byte compare on a %d-byte field", i+1, len(s.Value), f.Len)
 				}
 			}
-		case *ir.Counter:
+		case *ir.Counter, *ir.Quota, *ir.Log, *ir.Reject:
+		case *ir.Limit:
+			if _, err := s.Params(); err != nil {
+				t.Fatalf("statement %d: %s: %v", i+1, s, err)
+			}
+		case *ir.MetaSet:
+			if s.Key != ir.MetaMark || len(s.Value) != 4 {
+				t.Fatalf("statement %d: %s", i+1, s)
+			}
 		default:
 			t.Fatalf("statement %d is a %T", i+1, s)
 		}

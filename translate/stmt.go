@@ -49,6 +49,9 @@ func statefulExpr(o *nlmsg.Opaque) (stmt ir.Stmt, ok bool, err error) {
 	case "log":
 		s, err := liftLog(o.Data)
 		return s, true, err
+	case "reject":
+		s, err := liftReject(o.Data)
+		return s, true, err
 	}
 	return nil, false, nil
 }
@@ -261,4 +264,37 @@ func (l *ruleLifter) metaSet(e *nlmsg.Meta) (ir.Stmt, error) {
 	}
 	v.used = true
 	return &ir.MetaSet{Key: key, Value: v.konst}, nil
+}
+
+// NFTA_REJECT_* attributes.
+const (
+	nftaRejectType     = 1
+	nftaRejectICMPCode = 2
+)
+
+func liftReject(data []byte) (*ir.Reject, error) {
+	a, err := exprAttrs(data)
+	if err != nil {
+		return nil, err
+	}
+	typ, ok, err := attrBE32(a, nftaRejectType, "NFTA_REJECT_TYPE")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("reject without a type")
+	}
+	r := &ir.Reject{Type: typ}
+	if c, ok := a[nftaRejectICMPCode]; ok {
+		if len(c) != 1 {
+			return nil, fmt.Errorf("NFTA_REJECT_ICMP_CODE has %d bytes, want 1", len(c))
+		}
+		r.Code = c[0]
+	}
+	switch typ {
+	case ir.RejectICMPUnreach, ir.RejectTCPReset, ir.RejectICMPXUnreach:
+	default:
+		return nil, unsupported("reject type %d", typ)
+	}
+	return r, nil
 }

@@ -84,6 +84,12 @@ func TestLiftStatements(t *testing.T) {
 		{name: "immediate never read",
 			exprs: []nlmsg.Expr{&nlmsg.Immediate{DReg: reg1, Data: le32(1)}, acceptExpr},
 			err:   "never compared", expr: 1, unsupported: true},
+		{name: "reject icmp",
+			exprs: []nlmsg.Expr{opaque("reject", nftaRejectType, uint32(0), nftaRejectICMPCode, []byte{10})},
+			want:  []ir.Stmt{&ir.Reject{Type: ir.RejectICMPUnreach, Code: 10}}},
+		{name: "reject unknown type",
+			exprs: []nlmsg.Expr{opaque("reject", nftaRejectType, uint32(7))},
+			err:   "reject type 7", expr: 1, unsupported: true},
 		{name: "limit between a load and its compare",
 			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), opaque("limit", nftaLimitRate, uint64(1), nftaLimitUnit, uint64(1)), cmpExpr(opEq, reg1, 0, 22)},
 			err:   "limit between a load (expression 1, payload) and its compare", expr: 2, unsupported: true},
@@ -125,6 +131,9 @@ func TestStatementsPrintLikeNft(t *testing.T) {
 		quota 2048 mbytes
 		quota over 1000 kbytes used 100 bytes
 		quota until 5 bytes drop
+		reject
+		meta l4proto tcp reject with tcp reset
+		reject with icmpx admin-prohibited
 	}
 }
 `
