@@ -73,6 +73,11 @@ func (r *ruleSpec) emit(e *exprs, src, dst addr) error {
 		}
 	}
 	e.add(&nlmsg.Counter{})
+	if r.targetMod != nil {
+		if err := r.targetMod.emit(r, e); err != nil {
+			return fmt.Errorf("-j %s: %w", r.targetMod.name(), err)
+		}
+	}
 	switch r.target {
 	case targetAccept:
 		e.add(verdict(nlmsg.VerdictAccept, ""))

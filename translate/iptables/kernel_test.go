@@ -84,6 +84,17 @@ var kernelRules4 = []kernelRule{
 	{"INPUT", "-m pkttype --pkt-type broadcast -j ACCEPT", ""},
 	{"INPUT", "-m mac --mac-source 00:11:22:33:44:55 -j ACCEPT", ""},
 	{"INPUT", "-p icmp --icmp-type echo-request -j ACCEPT", ""},
+	{"INPUT", "-m limit -j ACCEPT", ""},
+	{"INPUT", "-m limit --limit 10/s -j ACCEPT", ""},
+	{"INPUT", "-p tcp --dport 22 -m limit --limit 3/min --limit-burst 7 -j ACCEPT", ""},
+	{"INPUT", "-m limit --limit 7/minute -j ACCEPT", ""},
+	{"INPUT", "-m limit --limit 100/day --limit-burst 1 -j ACCEPT", ""},
+	{"INPUT", "-m limit --limit 2/h -j DROP", ""},
+	// xt targets in iptables-nft 1.8.9; native log, reject, meta mark set here.
+	{"INPUT", "-m limit --limit 1/s -j LOG --log-prefix \"in: \" --log-level info --log-tcp-sequence", ""},
+	{"INPUT", "-p tcp -j REJECT --reject-with tcp-reset", ""},
+	{"INPUT", "-j REJECT", ""},
+	{"INPUT", "-j MARK --set-mark 5", ""},
 }
 
 var kernelRules6 = []kernelRule{
@@ -99,6 +110,9 @@ var kernelRules6 = []kernelRule{
 	{"userc", "-j RETURN", ""},
 	{"INPUT", "-m hl --hl-eq 255 -j ACCEPT", ""},
 	{"INPUT", "-p icmpv6 --icmpv6-type neighbour-solicitation -j ACCEPT", ""},
+	{"INPUT", "-m limit --limit 5/sec --limit-burst 10 -j ACCEPT", ""},
+	{"INPUT", "-j LOG --log-level 7 --log-ip-options", ""},
+	{"INPUT", "-j REJECT --reject-with icmp6-adm-prohibited", ""},
 }
 
 func TestMatchesIptablesNft(t *testing.T) {

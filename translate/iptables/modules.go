@@ -18,7 +18,6 @@ import (
 var unsupportedMatches = map[string]string{
 	"conntrack": "connection tracking is not supported yet",
 	"state":     "connection tracking is not supported yet",
-	"limit":     "rate limits (stateful) are not supported yet",
 	"hashlimit": "rate limits (stateful) are not supported yet",
 	"set":       "ipset sets are not supported (no set is provided)",
 	"addrtype":  "address types need a fib lookup, which is not supported",
@@ -100,6 +99,8 @@ func newMatch(fam nlmsg.Family, name string) (match, error) {
 		return &pkttypeMatch{}, nil
 	case "mac":
 		return &macMatch{}, nil
+	case "limit":
+		return &limitMatch{}, nil
 	}
 	if reason, ok := unsupportedMatches[name]; ok {
 		return nil, unsupported("-m %s: %s", name, reason)

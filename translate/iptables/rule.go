@@ -56,8 +56,11 @@ type ruleSpec struct {
 	matches            []match
 	target             verdictKind
 	chain              string // jump/goto target
-	comment            string
-	hasComment         bool
+	// targetMod is the module of a target with options (LOG, REJECT,
+	// MARK); its expressions follow the counter.
+	targetMod  targetModule
+	comment    string
+	hasComment bool
 }
 
 // match is one loaded match module (-m NAME, or the protocol's implicit
@@ -253,6 +256,11 @@ func parseRule(fam nlmsg.Family, chain string, args []string) (*ruleSpec, error)
 			return nil, fmt.Errorf("-m %s: %w", m.name(), err)
 		}
 	}
+	if r.targetMod != nil {
+		if err := r.targetMod.final(r); err != nil {
+			return nil, fmt.Errorf("-j %s: %w", r.targetMod.name(), err)
+		}
+	}
 	return r, nil
 }
 
@@ -271,6 +279,11 @@ func resolveMain(long string) string {
 
 // setTarget handles -j.
 func (r *ruleSpec) setTarget(t string) error {
+	m, err := newTarget(r.family, t)
+	if err != nil || m != nil {
+		r.targetMod = m
+		return err
+	}
 	switch t {
 	case "ACCEPT":
 		r.target = targetAccept
@@ -291,8 +304,12 @@ func (r *ruleSpec) setTarget(t string) error {
 // protocol's own match implicitly (as iptables does for -p tcp --dport).
 func (r *ruleSpec) moduleOption(long string, inv bool, arg func() (string, error)) error {
 	try := func() (bool, error) {
-		for i := len(r.matches) - 1; i >= 0; i-- {
-			m := r.matches[i]
+		mods := r.matches
+		if r.targetMod != nil {
+			mods = append(append([]match(nil), mods...), r.targetMod)
+		}
+		for i := len(mods) - 1; i >= 0; i-- {
+			m := mods[i]
 			name, err := resolveOption(m, long)
 			if err != nil {
 				return true, err
