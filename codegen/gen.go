@@ -208,6 +208,10 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				if err := g.lookup(s, next); err != nil {
 					return err
 				}
+			case *ir.MetaSetMap:
+				if err := g.metaSetMap(s, next); err != nil {
+					return err
+				}
 			case *ir.VerdictMap:
 				if i != len(r.Stmts)-1 {
 					return g.unsupported("statements after a verdict map")

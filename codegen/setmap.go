@@ -42,11 +42,11 @@ func InMap(s *ir.Set) bool {
 	if s.Anonymous() && len(s.Elements) < AnonymousMapThreshold {
 		return false
 	}
-	if s.Flags&ir.SetMap != 0 && !s.IsVerdictMap() {
+	if s.Flags&ir.SetMap != 0 && !s.IsVerdictMap() && !isDataMap(s) {
 		return false
 	}
 	if s.Concatenated() && s.Flags&ir.SetInterval != 0 {
-		return IsRangeTable(s)
+		return IsRangeTable(s) && !isDataMap(s)
 	}
 	return s.Flags&(ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
@@ -94,6 +94,12 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 			return nil, nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
 		}
 		value := one
+		if isDataMap(s) {
+			if uint32(len(e.Data)) != s.DataLen {
+				return nil, nil, fmt.Errorf("map %s: element %x has no %d-byte value", s.Name, e.Low, s.DataLen)
+			}
+			value = e.Data
+		}
 		if index != nil {
 			if e.Verdict == nil {
 				return nil, nil, fmt.Errorf("verdict map %s: element %x has no verdict", s.Name, e.Low)
@@ -125,7 +131,16 @@ func setValueSize(s *ir.Set) uint32 {
 	if s.IsVerdictMap() {
 		return 4
 	}
+	if isDataMap(s) {
+		return s.DataLen
+	}
 	return 1
+}
+
+// isDataMap reports whether s maps keys to 4-byte values (meta mark set
+// … map): the values the map backing it holds.
+func isDataMap(s *ir.Set) bool {
+	return s.Flags&ir.SetMap != 0 && !s.IsVerdictMap() && s.Flags&ir.SetObject == 0 && s.DataLen == 4
 }
 
 // rangePrefixes returns LPM trie keys of the prefixes that cover exactly

@@ -452,3 +452,41 @@ func TestRangeTable(t *testing.T) {
 		})
 	}
 }
+
+// TestMetaSetMap: meta mark set from a data map (hash map, compare chain)
+// sets the element's value; a key without an element ends the rule and
+// keeps the mark; XDP and netfilter programs refuse it.
+func TestMetaSetMap(t *testing.T) {
+	dm := func(name string, flags ir.SetFlags, es ...[2][]byte) *ir.Set {
+		s := &ir.Set{Name: name, Flags: flags | ir.SetMap, KeyType: 13, KeyLen: 2, DataType: 19, DataLen: 4}
+		for _, e := range es {
+			s.Elements = append(s.Elements, ir.SetElement{Low: e[0], High: e[0], Data: e[1]})
+		}
+		return s
+	}
+	named := dm("marks", 0, [2][]byte{u16(22), u32le(7)}, [2][]byte{u16(23), u32le(8)})
+	anon := dm("__map0", ir.SetAnonymous|ir.SetConstant, [2][]byte{u16(22), u32le(7)}, [2][]byte{u16(23), u32le(8)})
+	for _, s := range []*ir.Set{named, anon} {
+		rules := []*ir.Rule{
+			rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), &ir.MetaSetMap{Meta: ir.MetaMark, Key: []ir.Field{th(2, 2)}, Map: s}, eq(meta(ir.MetaMark), u32le(8)), accept),
+			rule(eq(meta(ir.MetaMark), u32le(7)), drop),
+		}
+		runVerdictCases(t, []verdictCase{{
+			name: s.Name, only: []string{"tc", "cgroup"}, pol: A, rules: rules,
+			pkts: []pkt{
+				{name: "mark 7, dropped by the next rule", frame: tcp4(22), want: D},
+				{name: "mark 8, accepted in the rule", frame: tcp4(23), want: A},
+				{name: "no element, mark stays 0", frame: tcp4(24), want: A},
+			},
+		}})
+		for _, tgt := range []Target{
+			{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev},
+			{Type: Netfilter, Family: ir.FamilyIPv4, ProtoFamily: ir.FamilyIPv4},
+		} {
+			tab, c := table(tgt.Family, tgt.Hook, ir.VerdictAccept, rules)
+			if _, err := Compile(tab, c, tgt); err == nil || !contains(err.Error(), "meta mark set") {
+				t.Errorf("%s: %s: err = %v, want a refusal of meta mark set", s.Name, tgt.Type, err)
+			}
+		}
+	}
+}

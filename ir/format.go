@@ -102,6 +102,8 @@ func (p *printer) stmt(s Stmt) string {
 		return p.lookup(s)
 	case *VerdictMap:
 		return p.verdictMap(s)
+	case *MetaSetMap:
+		return p.metaSetMap(s)
 	case *Limit, *Quota, *Log, *MetaSet:
 		return formatStateful(s)
 	case *Reject:

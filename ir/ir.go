@@ -277,6 +277,8 @@ type SetElement struct {
 	Low, High []byte
 	// Verdict is the element's verdict in a verdict map.
 	Verdict *Verdict
+	// Data is the element's value in a data map (register bytes).
+	Data []byte
 	// Timeout is the element's timeout and Expires the time left until
 	// it expires, in milliseconds, as the kernel reported them (0: none).
 	Timeout, Expires uint64
@@ -382,7 +384,7 @@ func (*MetaSet) isStmt() {}
 // register load must not be moved across.
 func Stateful(s Stmt) bool {
 	switch s.(type) {
-	case *Counter, *Limit, *Quota, *Log, *MetaSet, *Reject:
+	case *Counter, *Limit, *Quota, *Log, *MetaSet, *Reject, *MetaSetMap:
 		return true
 	}
 	return false

@@ -93,10 +93,7 @@ func (p *printer) setBody(s *Set, parts []keyPart) string {
 	}
 	elems := make([]string, 0, len(s.Elements))
 	for _, e := range s.Elements {
-		t := p.elementKey(s, parts, e)
-		if e.Verdict != nil {
-			t += " : " + e.Verdict.String()
-		}
+		t := p.elementKey(s, parts, e) + p.elementData(s, e)
 		elems = append(elems, t)
 	}
 	return "{ " + strings.Join(elems, ", ") + " }"
@@ -109,6 +106,26 @@ func (p *printer) lookup(l *Lookup) string {
 		neg = "!= "
 	}
 	return fmt.Sprintf("%s %s%s", lhs, neg, p.setBody(l.Set, parts))
+}
+
+// elementData prints " : value" for an element of a map, "" otherwise.
+func (p *printer) elementData(s *Set, e SetElement) string {
+	switch {
+	case e.Verdict != nil:
+		return " : " + e.Verdict.String()
+	case e.Data != nil:
+		st, ok := setTypes[s.DataType]
+		if !ok {
+			return " : " + p.value(TypeHex, false, nil, e.Data)
+		}
+		return " : " + p.value(st.typ, st.host, nil, e.Data)
+	}
+	return ""
+}
+
+func (p *printer) metaSetMap(m *MetaSetMap) string {
+	lhs, parts := p.key(m.Key, m.Map)
+	return fmt.Sprintf("meta %s set %s map %s", MetaName(m.Meta), lhs, p.setBody(m.Map, parts))
 }
 
 func (p *printer) verdictMap(v *VerdictMap) string {
@@ -145,6 +162,12 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 	}
 	if s.IsVerdictMap() {
 		decl += " : verdict"
+	} else if s.Flags&SetMap != 0 {
+		if st, ok := setTypes[s.DataType]; ok {
+			decl += " : " + st.name
+		} else {
+			decl += fmt.Sprintf(" : @nh,0,%d", s.DataLen*8)
+		}
 	}
 	fmt.Fprintf(b, "\t\t%s\n", decl)
 	var flags []string
@@ -164,10 +187,7 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 		p := newPrinter(fam)
 		elems := make([]string, len(s.Elements))
 		for i, e := range s.Elements {
-			elems[i] = p.elementKey(s, parts, e)
-			if e.Verdict != nil {
-				elems[i] += " : " + e.Verdict.String()
-			}
+			elems[i] = p.elementKey(s, parts, e) + p.elementData(s, e)
 		}
 		b.WriteString("\t\telements = { ")
 		count := 0

@@ -39,7 +39,7 @@ func printThroughNft(t *testing.T, name, text string) string {
 func TestSetRulesetsReload(t *testing.T) {
 	privtest.Require(t)
 	var files []string
-	for _, pat := range []string{"sets-*.nft", "vmaps-*.nft", "concat-*.nft"} {
+	for _, pat := range []string{"sets-*.nft", "vmaps-*.nft", "concat-*.nft", "tc-datamaps-*.nft"} {
 		m, err := filepath.Glob("../testdata/diff/" + pat)
 		if err != nil {
 			t.Fatal(err)

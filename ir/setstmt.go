@@ -22,8 +22,19 @@ type VerdictMap struct {
 	Set *Set // a map whose elements carry Verdicts
 }
 
+// MetaSetMap is "meta mark set KEY map @m": the value of the element of
+// data map Map whose key matches Key (laid out as in Lookup) is written to
+// the meta key. When no element matches, the rule ends there (NFT_BREAK
+// at the lookup) and the meta key keeps its value.
+type MetaSetMap struct {
+	Meta MetaKey
+	Key  []Field
+	Map  *Set
+}
+
 func (*Lookup) isStmt()     {}
 func (*VerdictMap) isStmt() {}
+func (*MetaSetMap) isStmt() {}
 
 // DataVerdict is NFT_DATA_VERDICT, the data type of a verdict map.
 const DataVerdict = 0xffffff00

@@ -36,6 +36,7 @@ func SetDigest(s *ir.Set) (string, error) {
 		if e.Verdict != nil {
 			h.Write([]byte(e.Verdict.String()))
 		}
+		h.Write(e.Data)
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil

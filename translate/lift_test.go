@@ -610,7 +610,7 @@ func TestLiftSets(t *testing.T) {
 		{name: "map lookup",
 			sets:  []testSet{{set: &nlmsg.Set{Name: "__map0", Flags: uint32(ir.SetAnonymous | ir.SetConstant | ir.SetMap), KeyLen: 2}}},
 			exprs: []nlmsg.Expr{payload(th, 2, 2, reg1), &nlmsg.Lookup{SReg: reg1, DReg: reg1, HasDReg: true, Set: "__map0"}},
-			err:   "data map lookups (anonymous set __map0) feed statements that are not supported", expr: 2, unsupported: true},
+			err:   "data map lookups (anonymous set __map0) of 0-byte values feed statements that are not supported", expr: 2, unsupported: true},
 		{name: "concatenated keys",
 			sets:  []testSet{{set: &nlmsg.Set{Name: "__set0", Flags: uint32(ir.SetAnonymous | ir.SetConstant | ir.SetConcat), KeyLen: 8, Concat: []uint32{4, 4}}}},
 			exprs: lookupRule(0),

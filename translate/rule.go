@@ -57,6 +57,8 @@ type regValue struct {
 	used bool
 	// konst is the value of an immediate load (see constant).
 	konst []byte
+	// mapped is the value of a data map lookup (see lookup).
+	mapped *ir.MetaSetMap
 }
 
 type ruleLifter struct {

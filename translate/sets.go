@@ -56,9 +56,6 @@ func liftElementData(s *ir.Set, in []nlmsg.SetElem, out []ir.SetElement, chains 
 	if s.Flags&ir.SetMap == 0 {
 		return nil
 	}
-	if s.DataType != ir.DataVerdict {
-		return nil // data maps: refused where a rule uses them
-	}
 	byKey := map[string]*nlmsg.SetElem{}
 	for i := range in {
 		e := &in[i]
@@ -68,6 +65,13 @@ func liftElementData(s *ir.Set, in []nlmsg.SetElem, out []ir.SetElement, chains 
 	}
 	for i := range out {
 		e, ok := byKey[string(out[i].Low)]
+		if s.DataType != ir.DataVerdict {
+			if !ok || uint32(len(e.Data)) != s.DataLen {
+				return fmt.Errorf("map element %x has no %d-byte value", out[i].Low, s.DataLen)
+			}
+			out[i].Data = append([]byte(nil), e.Data...)
+			continue
+		}
 		if !ok || e.Verdict == nil {
 			return fmt.Errorf("verdict map element %x has no verdict", out[i].Low)
 		}
@@ -93,13 +97,14 @@ func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
 	}
 	ps.used = true
 	s := ps.set
-	if e.HasDReg && e.DReg != regVerdict {
-		return nil, unsupported("data map lookups (%s) feed statements that are not supported", setRef(s))
+	dataMap := e.HasDReg && e.DReg != regVerdict
+	if dataMap && (s.Flags&ir.SetMap == 0 || s.IsVerdictMap() || s.DataLen != 4) {
+		return nil, unsupported("data map lookups (%s) of %d-byte values feed statements that are not supported (only meta mark set from a map of 4-byte values is)", setRef(s), s.DataLen)
 	}
 	if s.Flags&ir.SetMap != 0 && !e.HasDReg {
 		return nil, fmt.Errorf("map %s looked up as a set", setRef(s))
 	}
-	if e.HasDReg && !s.IsVerdictMap() {
+	if e.HasDReg && !dataMap && !s.IsVerdictMap() {
 		return nil, fmt.Errorf("%s is not a verdict map but the lookup writes the verdict register", setRef(s))
 	}
 	if s.Flags&ir.SetObject != 0 {
@@ -120,6 +125,19 @@ func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
 	key, err := l.keyValue(e.SReg, s)
 	if err != nil {
 		return nil, err
+	}
+	if dataMap {
+		if e.Flags != 0 {
+			return nil, fmt.Errorf("lookup flags %#x on a data map", e.Flags)
+		}
+		// The value goes to a register that a statement reads (meta mark
+		// set); a missing key ends the rule here, at the lookup.
+		if err := l.load(e.DReg, ir.Field{Len: s.DataLen}); err != nil {
+			return nil, err
+		}
+		w, _ := regWord(e.DReg)
+		l.regs[w].mapped = &ir.MetaSetMap{Key: key, Map: s}
+		return nil, nil
 	}
 	if e.HasDReg {
 		if e.Flags != 0 {

@@ -256,6 +256,12 @@ func (l *ruleLifter) metaSet(e *nlmsg.Meta) (ir.Stmt, error) {
 	if v == nil || v.covered {
 		return nil, unsupported("meta mark set reads register %d, which holds no value", e.SReg)
 	}
+	if v.mapped != nil {
+		v.used = true
+		m := *v.mapped
+		m.Meta = key
+		return &m, nil
+	}
 	if v.konst == nil {
 		return nil, unsupported("meta mark set from a packet value (%s, expression %d) is not supported; only constants are", v.kind, v.expr+1)
 	}

@@ -175,3 +175,73 @@ table netdev f {
 		}
 	}
 }
+
+// TestDataMapElementCommands: element commands on a data map (meta mark
+// set … map @m, tc) change the map only.
+func TestDataMapElementCommands(t *testing.T) {
+	privtest.Require(t)
+	o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Load(""); err != nil {
+		t.Fatal(err)
+	}
+	cli, root := receiverCLIRoot(t, o)
+	file := filepath.Join(t.TempDir(), "rules.nft")
+	writeFile(t, file, `flush ruleset
+table netdev f {
+	map marks {
+		type inet_service : mark
+		elements = { 9 : 0x2 }
+	}
+	chain ing {
+		type filter hook ingress device "`+o.ReceiverIfname()+`" priority 0; policy accept;
+		meta mark set udp dport map @marks
+		meta mark 0x2 drop
+	}
+}
+`)
+	if out, errOut, code := cli("-f", file); code != 0 {
+		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
+	}
+	const acc, drp = oracle.Accepted, oracle.Dropped
+	expect := func(step string, verdicts map[uint16]oracle.Result) {
+		t.Helper()
+		for port, want := range verdicts {
+			r, err := o.Verdict(udpFrame(o, false, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r == oracle.NotReached {
+				r = oracle.Dropped
+			}
+			if r != want {
+				t.Errorf("%s: udp dport %d: %s, want %s", step, port, r, want)
+			}
+		}
+	}
+	expect("loaded", map[uint16]oracle.Result{9: drp, 10: acc})
+	progs := pinnedProgramIDs(t, root)
+	for _, step := range []struct {
+		args     []string
+		verdicts map[uint16]oracle.Result
+	}{
+		{[]string{"add", "element", "netdev", "f", "marks", "{", "10", ":", "0x2,", "11", ":", "0x3", "}"},
+			map[uint16]oracle.Result{9: drp, 10: drp, 11: acc}},
+		{[]string{"delete", "element", "netdev", "f", "marks", "{", "9", "}"},
+			map[uint16]oracle.Result{9: acc, 10: drp}},
+		{[]string{"flush", "map", "netdev", "f", "marks"},
+			map[uint16]oracle.Result{9: acc, 10: acc}},
+	} {
+		name := strings.Join(step.args[:2], " ")
+		if out, errOut, code := cli(step.args...); code != 0 {
+			t.Fatalf("%s: exit %d: %s %s", name, code, out, errOut)
+		}
+		expect(name, step.verdicts)
+		if got := pinnedProgramIDs(t, root); !equalIDs(got, progs) {
+			t.Errorf("%s: programs %v, want the loaded ones %v", name, got, progs)
+		}
+	}
+}

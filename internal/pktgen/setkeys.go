@@ -18,6 +18,8 @@ func keyMatches(s ir.Stmt) []*ir.Match {
 		key, set = s.Key, s.Set
 	case *ir.VerdictMap:
 		key, set = s.Key, s.Set
+	case *ir.MetaSetMap:
+		key, set = s.Key, s.Map
 	default:
 		return nil
 	}
@@ -56,6 +58,8 @@ func (g *generator) concatProbes(ch *ir.Chain, ri int, rule *ir.Rule, matches []
 			key, set = s.Key, s.Set
 		case *ir.VerdictMap:
 			key, set = s.Key, s.Set
+		case *ir.MetaSetMap:
+			key, set = s.Key, s.Map
 		}
 		if set == nil || len(key) < 2 {
 			continue
