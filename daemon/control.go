@@ -60,6 +60,9 @@ type RulesetInfo struct {
 	// counter statements.
 	Rules    []state.Rule             `json:"rules,omitempty"`
 	Counters [][]codegen.CounterValue `json:"counters,omitempty"`
+	// States holds the live state of each rule's limit and quota
+	// statements.
+	States [][]codegen.StateValue `json:"states,omitempty"`
 }
 
 // RulesetID is the RulesetInfo.ID of a stored ruleset text: a hash of
@@ -102,7 +105,7 @@ func (s *Server) getRuleset(cn *conn) (*RulesetInfo, error) {
 		}
 	}
 	return &RulesetInfo{Ruleset: snap.Manifest.Ruleset, ID: RulesetID(snap.Manifest.Ruleset),
-		Rules: snap.Manifest.Rules, Counters: snap.Counters}, nil
+		Rules: snap.Manifest.Rules, Counters: snap.Counters, States: snap.States}, nil
 }
 
 // batchRulesetID removes BatchAttrRulesetID from a batch's

@@ -27,6 +27,8 @@ func FormatRule(fam Family, r *Rule) string { return formatRule(fam, r, ruleOpti
 type ruleOptions struct {
 	// counter gives the live values of the counter statement at index i.
 	counter func(i int) (packets, bytes uint64, ok bool)
+	// quota gives the live bytes consumed by the quota statement at i.
+	quota func(i int) (used uint64, ok bool)
 }
 
 func formatRule(fam Family, r *Rule, opts ruleOptions) string {
@@ -36,6 +38,14 @@ func formatRule(fam Family, r *Rule, opts ruleOptions) string {
 		if _, ok := s.(*Counter); ok && opts.counter != nil {
 			if pk, by, ok := opts.counter(i); ok {
 				parts = append(parts, fmt.Sprintf("counter packets %d bytes %d", pk, by))
+				continue
+			}
+		}
+		if q, ok := s.(*Quota); ok && opts.quota != nil {
+			if used, ok := opts.quota(i); ok {
+				live := *q
+				live.Used = used
+				parts = append(parts, live.String())
 				continue
 			}
 		}

@@ -65,6 +65,9 @@ type PrintOptions struct {
 	// stmt (its index in the rule's Stmts) of a rule; they print as
 	// "counter packets N bytes M".
 	Counters func(chain string, handle uint64, stmt int) (packets, bytes uint64, ok bool)
+	// Quotas, when set, gives the bytes consumed so far by the quota
+	// statement stmt of a rule; they print as "used N".
+	Quotas func(chain string, handle uint64, stmt int) (used uint64, ok bool)
 }
 
 // Print writes the ruleset in nft syntax, as `nft list ruleset` would.
@@ -121,6 +124,10 @@ func (t *Table) PrintWith(w io.Writer, opts PrintOptions) error {
 			if opts.Counters != nil {
 				chain, handle := c.Name, r.Handle
 				ro.counter = func(stmt int) (uint64, uint64, bool) { return opts.Counters(chain, handle, stmt) }
+			}
+			if opts.Quotas != nil {
+				chain, handle := c.Name, r.Handle
+				ro.quota = func(stmt int) (uint64, bool) { return opts.Quotas(chain, handle, stmt) }
 			}
 			line := formatRule(t.Family, r, ro)
 			if opts.Handles {

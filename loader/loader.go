@@ -882,6 +882,9 @@ type Snapshot struct {
 	// Counters holds, for each of Manifest.Rules, the values of its
 	// counter statements in order.
 	Counters [][]codegen.CounterValue
+	// States holds, for each of Manifest.Rules, the state of its limit
+	// and quota statements in order (nil when no rule has any).
+	States [][]codegen.StateValue
 	// Interrupted is true when a load was interrupted (the process died
 	// in the middle of Apply): some attach points may run that load's
 	// programs until the next Apply or Flush repairs the state.
@@ -916,6 +919,9 @@ func Load(st *state.Dir) (*Snapshot, error) {
 			}
 		}
 		s.Counters = append(s.Counters, vals)
+	}
+	if s.States, err = readStates(st, m); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

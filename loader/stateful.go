@@ -78,6 +78,7 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 	}
 	man.State.Slots = map[string]uint32{}
 	byStmt := map[ruleKey]map[int]uint32{}
+	ruleIdx := 0 // man.Rules lists the rules in this same order
 	next := uint32(0)
 	var maxSlot uint32
 	logs := false
@@ -88,6 +89,11 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 				text := ir.FormatRule(t.Family, r)
 				n := occ[text]
 				occ[text]++
+				var rec *state.Rule
+				if ruleIdx < len(man.Rules) {
+					rec = &man.Rules[ruleIdx]
+				}
+				ruleIdx++
 				for i, s := range r.Stmts {
 					if _, ok := s.(*ir.Log); ok {
 						logs = true
@@ -106,6 +112,9 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 						sm.fresh = append(sm.fresh, slot)
 					}
 					man.State.Slots[id] = slot
+					if rec != nil {
+						rec.State = append(rec.State, slot)
+					}
 					k := ruleKey{t.Family, t.Name, c.Name, r.Handle}
 					if byStmt[k] == nil {
 						byStmt[k] = map[int]uint32{}
@@ -243,4 +252,28 @@ func OpenEvents(st *state.Dir) (*ebpf.Map, error) {
 		return nil, fmt.Errorf("%s is a %s, not a ring buffer", st.PinPath(m.Events), rb.Type())
 	}
 	return rb, nil
+}
+
+// readStates reads the state slots of every rule of m (see
+// Snapshot.States).
+func readStates(st *state.Dir, m *state.Manifest) ([][]codegen.StateValue, error) {
+	if m.State.Map == "" {
+		return nil, nil
+	}
+	sm, err := ebpf.LoadPinnedMap(st.PinPath(m.State.Map), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("state map: %w", err)
+	}
+	defer sm.Close()
+	out := make([][]codegen.StateValue, len(m.Rules))
+	for i, r := range m.Rules {
+		for _, slot := range r.State {
+			var v codegen.StateValue
+			if err := sm.Lookup(slot, &v); err != nil {
+				return nil, fmt.Errorf("state slot %d (%s %s chain %s handle %d): %w", slot, r.Family, r.Table, r.Chain, r.Handle, err)
+			}
+			out[i] = append(out[i], v)
+		}
+	}
+	return out, nil
 }

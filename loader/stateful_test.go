@@ -158,3 +158,46 @@ func TestLimitStateKeptAcrossReloads(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaEndToEnd sends datagrams of several sizes through a quota and
+// an "over" quota, in BPF and in the kernel's nftables (twin topologies,
+// same run), and checks that the same datagrams arrive.
+func TestQuotaEndToEnd(t *testing.T) {
+	c := attachCases[4] // netfilter input
+	ruleset := fmt.Sprintf(`table ip t {
+	chain c {
+		%s policy accept;
+		ip daddr %s udp dport 9 quota 1000 bytes accept
+		ip daddr %s udp dport 9 drop
+		ip daddr %s udp dport 7 quota over 500 bytes used 100 bytes drop
+	}
+}
+`, c.header, addrB, addrB, addrB)
+	bpf, kern := newTopo(t), newTopo(t)
+	ns := netns(t, c.where(bpf))
+	st := stateDir(t, ns)
+	if err := Apply(ns, st, translate(t, ns, ruleset, c.typ), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Flush(st) })
+	if _, err := c.where(kern).Run(ruleset, "nft", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	var pkts []tagged
+	for i, size := range []int{100, 300, 20, 400, 50, 200, 10, 100, 300, 5} {
+		pkts = append(pkts, tagged{uint32(2 * i), udp4(4000, 9, size, 1, true)}, tagged{uint32(2*i + 1), udp4(4000, 7, size, 1, true)})
+	}
+	gotBPF := exchange(t, bpf, pkts, nil, nil)
+	gotKern := exchange(t, kern, pkts, nil, nil)
+	delivered := 0
+	for _, pk := range pkts {
+		if gotBPF[pk.seq] != gotKern[pk.seq] {
+			t.Errorf("packet %d (%v): arrived %d times with BPF, %d times with the kernel's nftables", pk.seq, pk.probe, gotBPF[pk.seq], gotKern[pk.seq])
+		}
+		delivered += gotKern[pk.seq]
+	}
+	if delivered == 0 || delivered == len(pkts) {
+		t.Errorf("%d of %d delivered: the quotas decided nothing", delivered, len(pkts))
+	}
+	t.Logf("%d of %d datagrams delivered by both", delivered, len(pkts))
+}

@@ -62,6 +62,9 @@ type Rule struct {
 	// Slots are the counter map slots of the rule's counter statements,
 	// in statement order.
 	Slots []uint32 `json:"slots"`
+	// State are the state map slots of the rule's limit and quota
+	// statements, in statement order.
+	State []uint32 `json:"state,omitempty"`
 }
 
 // Point is one attach point and the pinned objects serving it.

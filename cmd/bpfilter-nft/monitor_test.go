@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/packet"
@@ -153,5 +154,65 @@ func TestMonitor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestListLiveQuota checks that list ruleset shows a quota's live "used"
+// value, as nft does, on the direct path and through a daemon.
+func TestListLiveQuota(t *testing.T) {
+	privtest.Require(t)
+	for _, viaDaemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "daemon"}[viaDaemon], func(t *testing.T) {
+			o, err := oracle.New(oracle.Config{Hook: ir.HookInput})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			if err := o.Load(""); err != nil {
+				t.Fatal(err)
+			}
+			cli := receiverCLI(t, o)
+			if viaDaemon {
+				sock, _ := startDaemon(t, codegen.TC)
+				nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
+				cli = func(args ...string) (string, string, int) {
+					return runCLI(append([]string{"--socket", sock, "--netns", nsPath}, args...)...)
+				}
+			}
+			checkLiveQuota(t, o, cli)
+		})
+	}
+}
+
+func checkLiveQuota(t *testing.T, o *oracle.Oracle, cli func(args ...string) (string, string, int)) {
+	file := filepath.Join(t.TempDir(), "rules.nft")
+	writeFile(t, file, `table ip f {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport 9 quota 2000 bytes used 1000 bytes counter
+		udp dport 9 limit rate 1/minute quota over 1 kbytes drop
+	}
+}
+`)
+	if out, errOut, code := cli("-f", file); code != 0 {
+		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := o.Verdict(udpFrame(o, false, 9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := cli("list", "ruleset")
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"udp dport 9 quota 2000 bytes used 1084 bytes counter packets 3 bytes 84",
+		// The limit's burst (5) let the three datagrams on to the quota.
+		"udp dport 9 limit rate 1/minute quota over 1 kbytes used 84 bytes drop",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -317,7 +317,7 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		if g.json {
 			return live.writeJSON(stdout, ns, family, table)
 		}
-		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter}
+		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter, Quotas: live.quota}
 		if family != "" {
 			return live.table(family, table).PrintWith(stdout, opts)
 		}
@@ -346,6 +346,8 @@ type liveRuleset struct {
 	text     string
 	rs       *ir.Ruleset
 	counters map[ruleID][]codegen.CounterValue
+	// states holds the state of each rule's limit and quota statements.
+	states map[ruleID][]codegen.StateValue
 }
 
 type ruleID struct {
@@ -358,14 +360,14 @@ func (t *target) live() (*liveRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, t.ns.File())
+	return newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, snap.States, t.ns.File())
 }
 
 // newLiveRuleset parses the stored ruleset text back (nft in a private
 // namespace mirroring ns's interfaces) and matches the counter values of
 // the stored rules (the loader's manifest and snapshot) to its rules.
-func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.CounterValue, ns *os.File) (*liveRuleset, error) {
-	l := &liveRuleset{text: text, rs: &ir.Ruleset{}, counters: map[ruleID][]codegen.CounterValue{}}
+func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.CounterValue, states [][]codegen.StateValue, ns *os.File) (*liveRuleset, error) {
+	l := &liveRuleset{text: text, rs: &ir.Ruleset{}, counters: map[ruleID][]codegen.CounterValue{}, states: map[ruleID][]codegen.StateValue{}}
 	if strings.TrimSpace(l.text) == "" {
 		return l, nil
 	}
@@ -385,6 +387,7 @@ func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.Counte
 		nth                        int
 	}
 	values := map[textID][]codegen.CounterValue{}
+	stateValues := map[textID][]codegen.StateValue{}
 	seen := map[textID]int{}
 	for i, r := range rules {
 		first := textID{r.Family, r.Table, r.Chain, r.Text, 0}
@@ -393,6 +396,9 @@ func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.Counte
 		seen[first]++
 		if i < len(counters) {
 			values[k] = counters[i]
+		}
+		if i < len(states) {
+			stateValues[k] = states[i]
 		}
 	}
 	for _, tab := range l.rs.Tables {
@@ -404,6 +410,9 @@ func newLiveRuleset(text string, rules []state.Rule, counters [][]codegen.Counte
 				nth[text]++
 				if v, ok := values[k]; ok {
 					l.counters[ruleID{tab.Family.String(), tab.Name, c.Name, r.Handle}] = v
+				}
+				if v, ok := stateValues[k]; ok {
+					l.states[ruleID{tab.Family.String(), tab.Name, c.Name, r.Handle}] = v
 				}
 			}
 		}
@@ -497,4 +506,39 @@ func (l *liveRuleset) writeJSON(w io.Writer, ns *os.File, family, table string) 
 	}
 	enc := json.NewEncoder(w)
 	return enc.Encode(doc)
+}
+
+// quota serves ir.PrintOptions.Quotas: the bytes the quota statement stmt
+// has consumed, its "used" value at load time included.
+func (l *liveRuleset) quota(chain string, handle uint64, stmt int) (uint64, bool) {
+	for _, t := range l.rs.Tables {
+		c := t.Chain(chain)
+		if c == nil {
+			continue
+		}
+		for _, r := range c.Rules {
+			if r.Handle != handle || stmt >= len(r.Stmts) {
+				continue
+			}
+			q, ok := r.Stmts[stmt].(*ir.Quota)
+			if !ok {
+				continue
+			}
+			vals, ok := l.states[ruleID{t.Family.String(), t.Name, chain, handle}]
+			if !ok {
+				continue
+			}
+			nth := 0
+			for _, s := range r.Stmts[:stmt] {
+				switch s.(type) {
+				case *ir.Limit, *ir.Quota:
+					nth++
+				}
+			}
+			if nth < len(vals) {
+				return q.Used + vals[nth].A, true
+			}
+		}
+	}
+	return 0, false
 }

@@ -162,7 +162,7 @@ func (d *daemonTarget) live() (*liveRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLiveRuleset(info.Ruleset, info.Rules, info.Counters, d.ns.File())
+	return newLiveRuleset(info.Ruleset, info.Rules, info.Counters, info.States, d.ns.File())
 }
 
 // replaceBatch is the nf_tables batch that makes rs (nil: nothing) the
