@@ -75,17 +75,26 @@ func TestLimitRateEndToEnd(t *testing.T) {
 		port  = 9
 		d     = 2500 * time.Millisecond
 	)
-	cases := []attachCase{attachCases[4], attachCases[1]} // netfilter input, tcx ingress
+	// A packet limit at netfilter input; a byte limit (60-byte datagrams:
+	// the same 200 packets/s) at tcx ingress.
+	cases := []struct {
+		attachCase
+		limit string
+		lim   *ir.Limit
+	}{
+		{attachCases[4], fmt.Sprintf("limit rate %d/second burst %d packets", rate, burst), &ir.Limit{Rate: rate, Unit: ir.LimitSecond, Burst: burst}},
+		{attachCases[1], fmt.Sprintf("limit rate %d bytes/second burst %d bytes", rate*60, burst*60), &ir.Limit{Rate: rate * 60, Unit: ir.LimitSecond, Burst: burst * 60, Bytes: true}},
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ruleset := fmt.Sprintf(`table %s t {
 	chain c {
 		%s policy accept;
-		ip daddr %s udp dport %d limit rate %d/second burst %d packets counter accept
+		ip daddr %s udp dport %d %s counter accept
 		ip daddr %s udp dport %d counter drop
 	}
 }
-`, c.family, c.header, addrB, port, rate, burst, addrB, port)
+`, c.family, c.header, addrB, port, c.limit, addrB, port)
 			bpf, kern := newTopo(t), newTopo(t)
 			ns := netns(t, c.where(bpf))
 			st := stateDir(t, ns)
@@ -112,13 +121,21 @@ func TestLimitRateEndToEnd(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			lim := &ir.Limit{Rate: rate, Unit: ir.LimitSecond, Burst: burst}
+			lim := c.lim
 			for i, name := range []string{"BPF", "nftables"} {
 				r := res[i]
 				span := r.sent[len(r.sent)-1]
-				ideal := float64(rate)*span.Seconds() + burst
+				// A never-stalled sender gets the bucket's content plus the
+				// refill over the span (a byte limit's bucket holds
+				// rate + burst bytes, nft_limit_init's tokens_max).
+				p, _ := lim.Params()
+				cost := p.Cost
+				if lim.Bytes {
+					cost = p.Nsecs * 60 / lim.Rate
+				}
+				ideal := float64(p.TokensMax/cost) + float64(span)/float64(cost)
 				model := modelPasses(lim, r.sent)
-				t.Logf("%s: %d sent in %v (%.0f/s), %d let through; rate × time + burst = %.0f, the bucket over the actual send times = %d",
+				t.Logf("%s: %d sent in %v (%.0f/s), %d let through; bucket + rate × time = %.0f, the bucket over the actual send times = %d",
 					name, len(r.sent), span.Round(time.Millisecond), float64(len(r.sent))/span.Seconds(), r.got, ideal, model)
 				if float64(len(r.sent))/span.Seconds() < 5*rate {
 					t.Fatalf("%s: the flood reached only %.0f packets/s; the machine is too busy to measure", name, float64(len(r.sent))/span.Seconds())
