@@ -65,12 +65,18 @@ const DefaultGroupMin = 8
 const maxGroupActions = 16
 
 // maxGroupKey is the largest group key in bytes.
-const maxGroupKey = 64
+const maxGroupKey = 48
+
+// maxGroupClasses bounds the classes (rule shapes) of one group: each
+// costs a lookup per packet.
+const maxGroupClasses = 8
 
 // Stack slots used by group code (see the layout in gen.go).
 const (
-	groupKeyOff = -336 // 64 bytes up to -272: the key of a group lookup
-	slotGroupAc = -272 // the action of the rule a group lookup found
+	groupKeyOff   = -336 // 48 bytes up to -288: the key of a group lookup
+	slotGroupBest = -288 // the index of the first rule found so far
+	slotGroupCtr  = -280 // its counter slot
+	slotGroupAc   = -272 // its action
 )
 
 // Group actions stored in map values; jump and goto targets follow.
@@ -100,8 +106,11 @@ type GroupMap struct {
 	Handles []uint64
 }
 
-// GroupValue is what a group lookup finds for a key.
+// GroupValue is what a group lookup finds for a key: the first rule with
+// that key (its index in the group, which orders the rules of a group's
+// classes), its counter and its verdict.
 type GroupValue struct {
+	Rule    uint32
 	Counter int32
 	Action  uint32
 }
@@ -112,7 +121,8 @@ func (v GroupValue) mapValue(slots func(int) uint32) []byte {
 	if v.Counter >= 0 {
 		c = slots(int(v.Counter))
 	}
-	out := binary.NativeEndian.AppendUint32(nil, c)
+	out := binary.NativeEndian.AppendUint32(nil, v.Rule)
+	out = binary.NativeEndian.AppendUint32(out, c)
 	return binary.NativeEndian.AppendUint32(out, v.Action)
 }
 
@@ -289,15 +299,30 @@ func rawKey(gr groupRule, pos []int) []byte {
 	return k
 }
 
-// groupPlan is a run of rules compiled as one group.
+// groupPlan is a run of rules compiled as one group: one or more classes
+// of rules of the same shape, each looked up in its own map. With several
+// classes, every class is looked up and the rule found with the smallest
+// index wins, which is the first rule of the run that matches: the
+// classifier of tuple space search. Such a run has no jump, so that a
+// matching rule always ends the run.
 type groupPlan struct {
 	start, end int // rules [start, end) of the chain
 	rules      []groupRule
-	guards     []int // match positions tested before the lookup
-	keys       []int // match positions that form the key
-	keyParts   []int // offset of each key part in the key
-	keyLen     int
+	classes    []*groupClass
 	actions    []*ir.Verdict // distinct verdicts, indexed by action - groupChain for chains
+}
+
+// groupClass is the rules of a group that have one shape.
+type groupClass struct {
+	first    groupRule
+	eqs      []int // equality positions
+	members  []int // indexes into groupPlan.rules
+	guards   []int // match positions tested before the lookup
+	keys     []int // match positions that form the key
+	keyParts []int // offset of each key part in the key
+	keyLen   int
+	seen     map[string]*ir.Verdict // key → verdict of its first rule
+	rules    []groupRule            // the members' rules (set by finish)
 }
 
 // planGroups finds the runs of c's rules that are compiled as groups,
@@ -315,8 +340,17 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 	}
 	plans := map[int]*groupPlan{}
 	for i := 0; i < len(c.Rules); {
-		p := planRun(c.Rules, i)
-		if p == nil || p.end-p.start < min {
+		one := planRun(c.Rules, i, 1)
+		many := planRun(c.Rules, i, maxGroupClasses)
+		var p *groupPlan
+		switch {
+		case many != nil && len(many.classes) > 1 && len(many.rules) > len(one.rulesOrNil()) &&
+			len(many.rules) >= max(min, 4*len(many.classes)):
+			p = many
+		case one != nil && len(one.rules) >= min && len(one.classes[0].keysVary()) > 0:
+			p = one
+		}
+		if p == nil {
 			i++
 			continue
 		}
@@ -326,29 +360,59 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 	return plans
 }
 
-// planRun returns the longest run of rules from start that can be
-// grouped, or nil.
-func planRun(rules []*ir.Rule, start int) *groupPlan {
-	first, ok := asGroupRule(rules[start])
-	if !ok || !groupable(first) {
+func (p *groupPlan) rulesOrNil() []groupRule {
+	if p == nil {
 		return nil
 	}
-	var eqs []int
-	for i, m := range first.matches {
-		if m.Op == ir.OpEq {
-			eqs = append(eqs, i)
-		}
+	return p.rules
+}
+
+// planRun returns the longest run of rules from start that can be
+// grouped in at most maxClasses classes, or nil.
+func planRun(rules []*ir.Rule, start, maxClasses int) *groupPlan {
+	if first, ok := asGroupRule(rules[start]); !ok || !groupable(first) {
+		return nil
 	}
 	p := &groupPlan{start: start}
-	seen := map[string]*ir.Verdict{} // key → verdict of its first rule
 	actions := map[string]bool{}
+	hasJump := false
 	for j := start; j < len(rules); j++ {
 		gr, ok := asGroupRule(rules[j])
-		if !ok || !fits(first, gr) {
+		if !ok {
 			break
 		}
-		k := string(rawKey(gr, eqs))
-		if v, dup := seen[k]; dup && v.Kind == ir.VerdictJump {
+		var cl *groupClass
+		for _, c := range p.classes {
+			if fits(c.first, gr) {
+				cl = c
+				break
+			}
+		}
+		jump := gr.verdict.Kind == ir.VerdictJump
+		if cl == nil {
+			// A new shape: a class of its own, unless a jump (whose
+			// return resumes at the next rule, in any class) forbids
+			// more than one.
+			if len(p.classes) == maxClasses || hasJump || !groupable(gr) {
+				break
+			}
+		} else if jump && len(p.classes) > 1 {
+			break
+		}
+		if cl == nil && jump && len(p.classes) > 0 {
+			break
+		}
+		if cl == nil {
+			cl = &groupClass{first: gr, seen: map[string]*ir.Verdict{}}
+			for i, m := range gr.matches {
+				if m.Op == ir.OpEq {
+					cl.eqs = append(cl.eqs, i)
+				}
+			}
+			p.classes = append(p.classes, cl)
+		}
+		k := string(rawKey(gr, cl.eqs))
+		if v, dup := cl.seen[k]; dup && v.Kind == ir.VerdictJump {
 			break
 		}
 		ak := actionKey(gr.verdict)
@@ -356,45 +420,27 @@ func planRun(rules []*ir.Rule, start int) *groupPlan {
 			break
 		}
 		actions[ak] = true
-		if _, dup := seen[k]; !dup {
-			seen[k] = gr.verdict
+		if _, dup := cl.seen[k]; !dup {
+			cl.seen[k] = gr.verdict
 		}
+		hasJump = hasJump || jump
+		cl.members = append(cl.members, len(p.rules))
 		p.rules = append(p.rules, gr)
 		p.end = j + 1
 	}
-	// Equalities with the same value in every rule are guards.
-	for _, pos := range eqs {
-		v := first.matches[pos].Value
-		same := true
-		for _, gr := range p.rules[1:] {
-			if !bytes.Equal(gr.matches[pos].Value, v) {
-				same = false
-				break
-			}
-		}
-		if !same {
-			p.keys = append(p.keys, pos)
+	// A class created for a rule the loop then refused has no members.
+	classes := p.classes[:0]
+	for _, cl := range p.classes {
+		if len(cl.members) > 0 {
+			classes = append(classes, cl)
 		}
 	}
-	isKey := map[int]bool{}
-	for _, pos := range p.keys {
-		isKey[pos] = true
-	}
-	for i := range first.matches {
-		if !isKey[i] {
-			p.guards = append(p.guards, i)
-		}
-	}
-	if len(p.keys) == 0 {
-		// Every rule compares the same values: only the first can
-		// match, no lookup needed; leave it to straight-line code.
+	p.classes = classes
+	if len(p.rules) == 0 {
 		return nil
 	}
-	for _, pos := range p.keys {
-		n := len(first.matches[pos].Value)
-		off := alignPart(p.keyLen, n)
-		p.keyParts = append(p.keyParts, off)
-		p.keyLen = off + n
+	for _, cl := range p.classes {
+		cl.finish(p.rules)
 	}
 	seenAct := map[string]bool{}
 	for _, gr := range p.rules {
@@ -404,6 +450,53 @@ func planRun(rules []*ir.Rule, start int) *groupPlan {
 		}
 	}
 	return p
+}
+
+// keysVary returns the equality positions whose values differ between the
+// class's rules.
+func (cl *groupClass) keysVary() []int {
+	var out []int
+	for _, pos := range cl.eqs {
+		v := cl.first.matches[pos].Value
+		for _, gr := range cl.membersOf() {
+			if !bytes.Equal(gr.matches[pos].Value, v) {
+				out = append(out, pos)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// membersOf is set by finish: the class's rules.
+func (cl *groupClass) membersOf() []groupRule { return cl.rules }
+
+// finish chooses the class's key and guards: equalities with the same
+// value in every rule of the class are guards, unless all are (then all
+// form the key, of one entry).
+func (cl *groupClass) finish(rules []groupRule) {
+	for _, m := range cl.members {
+		cl.rules = append(cl.rules, rules[m])
+	}
+	cl.keys = cl.keysVary()
+	if len(cl.keys) == 0 {
+		cl.keys = cl.eqs
+	}
+	isKey := map[int]bool{}
+	for _, pos := range cl.keys {
+		isKey[pos] = true
+	}
+	for i := range cl.first.matches {
+		if !isKey[i] {
+			cl.guards = append(cl.guards, i)
+		}
+	}
+	for _, pos := range cl.keys {
+		n := len(cl.first.matches[pos].Value)
+		off := alignPart(cl.keyLen, n)
+		cl.keyParts = append(cl.keyParts, off)
+		cl.keyLen = off + n
+	}
 }
 
 // actionKey identifies a verdict among a group's actions.
@@ -416,10 +509,10 @@ func actionKey(v *ir.Verdict) string {
 }
 
 // key returns rule gr's map key.
-func (p *groupPlan) key(gr groupRule) []byte {
-	k := make([]byte, p.keyLen)
-	for i, pos := range p.keys {
-		copy(k[p.keyParts[i]:], gr.matches[pos].Value)
+func (cl *groupClass) key(gr groupRule) []byte {
+	k := make([]byte, cl.keyLen)
+	for i, pos := range cl.keys {
+		copy(k[cl.keyParts[i]:], gr.matches[pos].Value)
 	}
 	return k
 }
@@ -451,98 +544,59 @@ func (p *groupPlan) action(v *ir.Verdict) uint32 {
 // group emits the code of a planned group of c's rules; ret is where a
 // return (and the end of a goto'd chain) continues.
 func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map[string]bool) error {
-	first := p.rules[0]
 	rules := c.Rules[p.start:p.end]
 	g.curChain, g.curRule, g.curStmt = c.Name, rules[0], nil
 	end := g.b.newLabel("group_end")
 	start := g.b.pos()
-	g.b.invertNext = true
-	for _, pos := range p.guards {
-		g.curStmt = first.matches[pos]
-		if err := g.match(first.matches[pos], end); err != nil {
+	multi := len(p.classes) > 1
+	if multi {
+		g.b.emit(stImm64(asm.R10, slotGroupBest, -1))
+	}
+	hasCounter := false
+	var maps []*GroupMap
+	for _, cl := range p.classes {
+		next := end
+		if multi {
+			next = g.b.newLabel("group_class_end")
+		}
+		gm, err := g.groupClass(c, p, cl, next)
+		if err != nil {
 			return err
 		}
-	}
-	for off := 0; off < p.keyLen; off += 8 {
-		g.b.emit(stImm64(asm.R10, int16(groupKeyOff+off), 0))
-	}
-	for i, pos := range p.keys {
-		m := first.matches[pos]
-		g.curStmt = m
-		f := &m.Field
-		span := round4(f.Len)
-		if err := g.loadField(f, span, end); err != nil {
-			return err
+		maps = append(maps, gm)
+		for _, v := range gm.Values {
+			hasCounter = hasCounter || v.Counter >= 0
 		}
-		for _, t := range f.Transforms {
-			if err := g.transform(t, span); err != nil {
-				return err
-			}
-		}
-		dst := int32(groupKeyOff + p.keyParts[i])
-		for _, ch := range chunks(uint32(len(m.Value))) {
-			pos, sz := int32(ch[0]), asmSize(ch[1])
+		g.b.invertNext = false
+		if multi {
+			// Keep the rule found if it comes before the best so far.
 			g.b.emit(
-				asm.LoadMem(asm.R0, asm.R10, int16(bufOff+pos), sz),
-				asm.StoreMem(asm.R10, int16(dst+pos), asm.R0, sz),
+				asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+				asm.LoadMem(asm.R2, asm.R10, slotGroupBest, asm.DWord),
+				asm.JGE.Reg(asm.R1, asm.R2, next),
+				asm.StoreMem(asm.R10, slotGroupBest, asm.R1, asm.DWord),
 			)
 		}
-	}
-	g.curStmt = nil
-
-	// The map: one entry per distinct key, the first rule's.
-	gm := &GroupMap{Chain: c.Name}
-	index := map[string]int{}
-	for i, gr := range p.rules {
-		r := rules[i]
-		gm.Handles = append(gm.Handles, r.Handle)
-		ctr := int32(-1)
-		if gr.counter >= 0 {
-			ctr = int32(g.slotFor(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: gr.counter}))
+		g.b.emit(
+			asm.LoadMem(asm.R1, asm.R0, 4, asm.Word),
+			asm.StoreMem(asm.R10, slotGroupCtr, asm.R1, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R0, 8, asm.Word),
+			asm.StoreMem(asm.R10, slotGroupAc, asm.R1, asm.DWord),
+		)
+		if multi {
+			g.b.label(next)
 		}
-		k := p.key(gr)
-		if _, dup := index[string(k)]; dup {
-			continue
-		}
-		index[string(k)] = len(gm.Keys)
-		gm.Keys = append(gm.Keys, k)
-		gm.Values = append(gm.Values, GroupValue{Counter: ctr, Action: p.action(gr.verdict)})
 	}
-	h := sha256.New()
-	for i, k := range gm.Keys {
-		h.Write(k)
-		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }))
+	if multi {
+		g.b.emit(
+			asm.LoadMem(asm.R0, asm.R10, slotGroupBest, asm.DWord),
+			asm.JEq.Imm(asm.R0, -1, end),
+		)
 	}
-	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
-	gm.Spec = &ebpf.MapSpec{
-		Name:       "nft_g_" + sanitize(c.Name),
-		Type:       ebpf.Hash,
-		KeySize:    uint32(p.keyLen),
-		ValueSize:  8,
-		MaxEntries: uint32(max(len(gm.Keys), 1)),
-	}
-	g.groups = append(g.groups, gm)
-
-	hasCounter := false
-	for _, v := range gm.Values {
-		hasCounter = hasCounter || v.Counter >= 0
-	}
-	g.b.emit(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(gm.Symbol),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, groupKeyOff),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, end),
-	)
-	g.b.invertNext = false
-	g.b.emit(
-		asm.LoadMem(asm.R1, asm.R0, 4, asm.Word),
-		asm.StoreMem(asm.R10, slotGroupAc, asm.R1, asm.DWord),
-	)
 	if hasCounter {
 		skip := g.b.newLabel("group_ctr_skip")
 		g.b.emit(
-			asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+			asm.LoadMem(asm.R1, asm.R10, slotGroupCtr, asm.DWord),
 			asm.JEq.Imm32(asm.R1, -1, skip),
 			asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
 			asm.LoadMapPtr(asm.R1, 0).WithReference(counterDynSymbol),
@@ -572,9 +626,13 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 		targets = append(targets, target{l, v})
 	}
 	g.b.emit(asm.Ja.Label(end))
+	keys := 0
+	for _, gm := range maps {
+		keys += len(gm.Keys)
+	}
 	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: rules[0].Handle,
-		Text: fmt.Sprintf("group of %d rules (handles %d…%d, %d keys) in one hash lookup, like: %s",
-			len(rules), rules[0].Handle, rules[len(rules)-1].Handle, len(gm.Keys), ir.FormatRule(g.t.Family, rules[0]))})
+		Text: fmt.Sprintf("group of %d rules (handles %d…%d) in %d hash lookups (%d keys), like: %s",
+			len(rules), rules[0].Handle, rules[len(rules)-1].Handle, len(maps), keys, ir.FormatRule(g.t.Family, rules[0]))})
 	for _, t := range targets {
 		g.b.label(t.label)
 		switch t.v.Kind {
@@ -601,4 +659,86 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 	}
 	g.b.label(end)
 	return nil
+}
+
+// groupClass emits the lookup of one class of a group: its guards, its
+// key, and the lookup, which leaves the map value in R0; a packet that
+// fails a guard, cannot load a field or misses the map goes to next.
+func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string) (*GroupMap, error) {
+	first := cl.first
+	g.b.invertNext = true
+	for _, pos := range cl.guards {
+		g.curStmt = first.matches[pos]
+		if err := g.match(first.matches[pos], next); err != nil {
+			return nil, err
+		}
+	}
+	for off := 0; off < cl.keyLen; off += 8 {
+		g.b.emit(stImm64(asm.R10, int16(groupKeyOff+off), 0))
+	}
+	for i, pos := range cl.keys {
+		m := first.matches[pos]
+		g.curStmt = m
+		f := &m.Field
+		span := round4(f.Len)
+		if err := g.loadField(f, span, next); err != nil {
+			return nil, err
+		}
+		for _, t := range f.Transforms {
+			if err := g.transform(t, span); err != nil {
+				return nil, err
+			}
+		}
+		dst := int32(groupKeyOff + cl.keyParts[i])
+		for _, ch := range chunks(uint32(len(m.Value))) {
+			pos, sz := int32(ch[0]), asmSize(ch[1])
+			g.b.emit(
+				asm.LoadMem(asm.R0, asm.R10, int16(bufOff+pos), sz),
+				asm.StoreMem(asm.R10, int16(dst+pos), asm.R0, sz),
+			)
+		}
+	}
+	g.curStmt = nil
+
+	// The map: one entry per distinct key, the first rule's.
+	rules := c.Rules[p.start:p.end]
+	gm := &GroupMap{Chain: c.Name}
+	index := map[string]bool{}
+	for _, idx := range cl.members {
+		gr, r := p.rules[idx], rules[idx]
+		gm.Handles = append(gm.Handles, r.Handle)
+		ctr := int32(-1)
+		if gr.counter >= 0 {
+			ctr = int32(g.slotFor(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: gr.counter}))
+		}
+		k := cl.key(gr)
+		if index[string(k)] {
+			continue
+		}
+		index[string(k)] = true
+		gm.Keys = append(gm.Keys, k)
+		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr.verdict)})
+	}
+	h := sha256.New()
+	for i, k := range gm.Keys {
+		h.Write(k)
+		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }))
+	}
+	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
+	gm.Spec = &ebpf.MapSpec{
+		Name:       "nft_g_" + sanitize(c.Name),
+		Type:       ebpf.Hash,
+		KeySize:    uint32(cl.keyLen),
+		ValueSize:  12,
+		MaxEntries: uint32(max(len(gm.Keys), 1)),
+	}
+	g.groups = append(g.groups, gm)
+	g.b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(gm.Symbol),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, groupKeyOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, next),
+	)
+	return gm, nil
 }

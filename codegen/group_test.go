@@ -3,6 +3,7 @@ package codegen
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -58,32 +59,61 @@ func TestPlanGroups(t *testing.T) {
 	tests := []struct {
 		name  string
 		rules []*ir.Rule
-		// want lists [start, end, keys, guards] per group.
-		want [][4]int
+		// want lists [start, end, classes, keys, guards] per group
+		// (keys and guards of the first class).
+		want [][5]int
 	}{
 		{"one run", n(10, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
-			[][4]int{{0, 10, 1, 3}}},
+			[][5]int{{0, 10, 1, 1, 3}}},
 		{"two keys", n(10, func(i int) *ir.Rule { return saddrPort(byte(i), uint16(i), counter, accept) }),
-			[][4]int{{0, 10, 2, 2}}},
+			[][5]int{{0, 10, 1, 2, 2}}},
 		{"shape change splits", cat(
 			n(5, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
 			n(4, func(i int) *ir.Rule { return udpPort(uint16(i), accept) })),
-			[][4]int{{0, 5, 1, 3}, {5, 9, 1, 1}}},
+			[][5]int{{0, 9, 2, 1, 3}}},
+		{"short shape runs split without classes", cat(
+			n(5, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
+			n(2, func(i int) *ir.Rule { return udpPort(uint16(i), accept) })),
+			[][5]int{{0, 5, 1, 1, 3}}},
+		{"alternating shapes form classes", n(12, func(i int) *ir.Rule {
+			switch i % 3 {
+			case 0:
+				return saddrPort(byte(i), 22, counter, drop)
+			case 1:
+				return udpPort(uint16(i), accept)
+			}
+			return dnet(byte(4*i), ret)
+		}), [][5]int{{0, 12, 3, 1, 3}}},
+		{"a jump ends classes", cat(
+			n(8, func(i int) *ir.Rule {
+				if i%2 == 0 {
+					return udpPort(uint16(i), drop)
+				}
+				return saddrPort(byte(i), 22, drop)
+			}),
+			[]*ir.Rule{udpPort(100, jump("u"))},
+			n(8, func(i int) *ir.Rule {
+				if i%2 == 0 {
+					return saddrPort(byte(i), 22, drop)
+				}
+				return udpPort(uint16(i), accept)
+			})),
+			[][5]int{{0, 8, 2, 1, 1}, {9, 17, 2, 1, 3}}},
 		{"too short", n(2, func(i int) *ir.Rule { return udpPort(uint16(i), accept) }), nil},
 		{"repeated key after a jump ends the run", []*ir.Rule{
 			udpPort(1, drop), udpPort(2, jump("u")), udpPort(3, drop), udpPort(2, accept), udpPort(4, drop), udpPort(5, drop)},
-			[][4]int{{0, 3, 1, 1}, {3, 6, 1, 1}}},
+			[][5]int{{0, 3, 1, 1, 1}, {3, 6, 1, 1, 1}}},
 		{"repeated key after a verdict stays", []*ir.Rule{
 			udpPort(1, drop), udpPort(2, accept), udpPort(1, accept), udpPort(4, drop)},
-			[][4]int{{0, 4, 1, 1}}},
+			[][5]int{{0, 4, 1, 1, 1}}},
 		{"differing ranges do not group", n(6, func(i int) *ir.Rule { return ranged(uint16(i), 100) }), nil},
 		{"equal ranges are guards", n(6, func(i int) *ir.Rule {
 			return rule(rng(th(0, 2), false, u16(1), u16(1023)), eq(th(2, 2), u16(uint16(i))), drop)
-		}), [][4]int{{0, 6, 1, 1}}},
+		}), [][5]int{{0, 6, 1, 1, 1}}},
 		{"counter between matches", n(6, func(i int) *ir.Rule { return mid(uint16(i)) }), nil},
 		{"no verdict", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter) }), nil},
 		{"same values everywhere", n(6, func(int) *ir.Rule { return udpPort(7, drop) }), nil},
-		{"prefix as key", n(6, func(i int) *ir.Rule { return dnet(byte(4*i), drop) }), [][4]int{{0, 6, 1, 1}}},
+		{"prefix as key", n(6, func(i int) *ir.Rule { return dnet(byte(4*i), drop) }), [][5]int{{0, 6, 1, 1, 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,10 +125,11 @@ func TestPlanGroups(t *testing.T) {
 			}
 			g.opts.GroupMin = 3
 			plans := g.planGroups(c)
-			var got [][4]int
+			var got [][5]int
 			for i := range tt.rules {
 				if p := plans[i]; p != nil {
-					got = append(got, [4]int{p.start, p.end, len(p.keys), len(p.guards)})
+					cl := p.classes[0]
+					got = append(got, [5]int{p.start, p.end, len(p.classes), len(cl.keys), len(cl.guards)})
 				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
@@ -111,14 +142,14 @@ func TestPlanGroups(t *testing.T) {
 // randomGroupRuleset returns a base chain and two user chains whose rules
 // come in runs of the same shape with few distinct values, so that keys
 // repeat and packets hit rules often.
-func randomGroupRuleset(rng *rand.Rand, n int) ([]*ir.Rule, []*ir.Chain) {
+func randomGroupRuleset(rng *rand.Rand, n, runMax int, jumps bool) ([]*ir.Rule, []*ir.Chain) {
 	verdict := func(user bool) *ir.Verdict {
 		switch k := rng.IntN(10); {
 		case k < 4:
 			return drop
 		case k < 7:
 			return accept
-		case k < 8 && !user:
+		case k < 8 && !user && jumps:
 			return jump("u1")
 		case k < 9 && !user:
 			return gotoV("u2")
@@ -135,7 +166,7 @@ func randomGroupRuleset(rng *rand.Rand, n int) ([]*ir.Rule, []*ir.Chain) {
 	gen := func(count int, user bool) []*ir.Rule {
 		var out []*ir.Rule
 		for len(out) < count {
-			runLen := 1 + rng.IntN(12)
+			runLen := 1 + rng.IntN(runMax)
 			shape := rng.IntN(3)
 			for i := 0; i < runLen && len(out) < count; i++ {
 				switch shape {
@@ -185,9 +216,23 @@ func TestGroupsMatchLinear(t *testing.T) {
 			fls = append(fls, fl)
 		}
 	}
-	for seed := uint64(1); seed <= 6; seed++ {
+	counted := 0
+	t.Cleanup(func() {
+		if counted == 0 && !t.Failed() {
+			t.Error("no counter counted anything in any ruleset")
+		}
+	})
+	for seed := uint64(1); seed <= 8; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 42))
-		rules, user := randomGroupRuleset(rng, 60)
+		// Odd seeds: long runs of one shape and jumps (one class per
+		// group); even seeds: short runs and no jumps (groups of
+		// several classes).
+		multi := seed%2 == 0
+		runMax, jumps := 12, true
+		if multi {
+			runMax, jumps = 3, false
+		}
+		rules, user := randomGroupRuleset(rng, 60, runMax, jumps)
 		pol := ir.VerdictAccept
 		if seed%2 == 0 {
 			pol = ir.VerdictDrop
@@ -212,6 +257,13 @@ func TestGroupsMatchLinear(t *testing.T) {
 				grp, grpP := load(Options{GroupMin: 2})
 				if len(grpP.Groups) == 0 {
 					t.Fatal("no rule groups formed")
+				}
+				classes := false
+				for _, a := range grpP.Annotations {
+					classes = classes || strings.Contains(a.Text, "rules") && !strings.Contains(a.Text, " in 1 hash lookups")
+				}
+				if multi && !classes {
+					t.Fatal("no group of several classes formed")
 				}
 				hits := map[ir.VerdictKind]int{}
 				for i, f := range frames {
@@ -245,9 +297,7 @@ func TestGroupsMatchLinear(t *testing.T) {
 						nonzero++
 					}
 				}
-				if nonzero == 0 {
-					t.Error("no counter counted anything")
-				}
+				counted += nonzero
 				t.Logf("%d frames, %d groups, verdicts %v, %d counters hit", len(frames), len(grpP.Groups), hits, nonzero)
 			})
 		}
