@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"reflect"
+	"sort"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -70,6 +71,11 @@ const maxGroupKey = 48
 // maxGroupClasses bounds the classes (rule shapes) of one group: each
 // costs a lookup per packet.
 const maxGroupClasses = 8
+
+// maxGroupMaps bounds the group maps of one program: the kernel lets a
+// program use at most 64 maps (MAX_USED_MAPS), which the counter map, set
+// maps and state maps share.
+const maxGroupMaps = 40
 
 // Stack slots used by group code (see the layout in gen.go).
 const (
@@ -357,7 +363,36 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 		plans[i] = p
 		i = p.end
 	}
-	return plans
+	return limitMaps(plans, maxGroupMaps)
+}
+
+// limitMaps keeps the plans that save the most per map while their maps
+// number at most budget; the rules of the others stay straight-line code.
+func limitMaps(plans map[int]*groupPlan, budget int) map[int]*groupPlan {
+	all := make([]*groupPlan, 0, len(plans))
+	n := 0
+	for _, p := range plans {
+		all = append(all, p)
+		n += len(p.classes)
+	}
+	if n <= budget {
+		return plans
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := len(all[i].rules)*len(all[j].classes), len(all[j].rules)*len(all[i].classes)
+		if a != b {
+			return a > b
+		}
+		return all[i].start < all[j].start
+	})
+	kept := map[int]*groupPlan{}
+	for _, p := range all {
+		if len(p.classes) <= budget {
+			kept[p.start] = p
+			budget -= len(p.classes)
+		}
+	}
+	return kept
 }
 
 func (p *groupPlan) rulesOrNil() []groupRule {

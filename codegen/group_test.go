@@ -303,3 +303,47 @@ func TestGroupsMatchLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupMapBudget: a chain of more runs than a program may have maps
+// groups the longest runs up to the budget, leaves the rest straight-line
+// code, and loads.
+func TestGroupMapBudget(t *testing.T) {
+	var rules []*ir.Rule
+	for run := 0; run < 60; run++ {
+		size := 8 + run%5
+		for i := 0; i < size; i++ {
+			rules = append(rules, udpPort(uint16(100*run+i), drop))
+		}
+		rules = append(rules, rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), counter)) // ends the run
+	}
+	tab, c := table(ir.FamilyNetdev, ir.HookIngress, ir.VerdictAccept, rules)
+	tgt := Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}
+	g, err := newGen(tab, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans := g.planGroups(c)
+	maps, minKept := 0, 1<<30
+	for _, p := range plans {
+		maps += len(p.classes)
+		minKept = min(minKept, len(p.rules))
+	}
+	if maps != maxGroupMaps {
+		t.Errorf("%d group maps planned, want the budget %d", maps, maxGroupMaps)
+	}
+	if minKept < 9 { // runs of 12, 11 and 10 rules fill 36 maps, four of 9 the rest
+		t.Errorf("a run of %d rules was grouped while longer ones were left out", minKept)
+	}
+	privileged(t)
+	fl := netdevFlavours()[0]
+	l := loadFlavour(t, fl, tab, c)
+	if v := run(t, fl, l, udp4(uint16(100*59+8))); v != ir.VerdictDrop {
+		t.Errorf("last run's rule: got %s", vname(v))
+	}
+	if v := run(t, fl, l, udp4(uint16(100*3+7))); v != ir.VerdictDrop {
+		t.Errorf("run 3's rule 7: got %s", vname(v))
+	}
+	if v := run(t, fl, l, udp4(99)); v != ir.VerdictAccept {
+		t.Errorf("no rule: got %s", vname(v))
+	}
+}

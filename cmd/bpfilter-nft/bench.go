@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D]]",
+		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D]]",
 		summary: "per-packet cost, compile and load time of generated rulesets, as ratios to an empty program",
 		run:     runBench,
 	})
@@ -25,7 +26,8 @@ func init() {
 const benchHelp = `
 Generates rulesets of each size and kind (uniform: "ip saddr A tcp dport P
 drop" differing in constants; mixed: blocks of IPv4/IPv6 address and port
-rules; heterogeneous: a different shape at every rule), compiles them as
+rules; heterogeneous: a different shape at every rule; ranges: port ranges,
+which no lookup serves), compiles them as
 straight-line code (linear) and with rule groups (grouped, the default code),
 loads them, and measures with BPF_PROG_TEST_RUN the time per packet of a
 packet the first rule drops, one the last rule drops and one no rule matches,
@@ -38,7 +40,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	c := lookup("bench")
 	fs := newFlagSet(c, stderr, benchHelp)
 	types := fs.String("types", "xdp,tc,nf", "program types")
-	kinds := fs.String("kinds", "uniform,mixed,heterogeneous", "ruleset kinds")
+	kinds := fs.String("kinds", "uniform,mixed,heterogeneous,ranges", "ruleset kinds")
 	modes := fs.String("modes", "linear,grouped", "code generation modes")
 	sizes := fs.String("sizes", "0,10,100,1000,10000,100000", "ruleset sizes")
 	d := fs.Duration("time", 0, "kernel time per measurement (default 20ms)")
@@ -59,7 +61,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	}
 	for _, s := range split(*kinds) {
 		k := bench.Kind(s)
-		if k != bench.Uniform && k != bench.Mixed && k != bench.Heterogeneous {
+		if !slices.Contains(bench.Kinds, k) {
 			return usageErr(stderr, fmt.Errorf("unknown ruleset kind %q", s))
 		}
 		cfg.Kinds = append(cfg.Kinds, k)

@@ -37,10 +37,13 @@ const (
 	// Heterogeneous rules change shape at every rule (the four shapes of
 	// Mixed and "ip saddr A udp sport P").
 	Heterogeneous Kind = "heterogeneous"
+	// Ranges rules are "ip saddr A tcp dport P-Q drop": port ranges,
+	// which no map lookup serves, so they stay straight-line code.
+	Ranges Kind = "ranges"
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{Uniform, Mixed, Heterogeneous}
+var Kinds = []Kind{Uniform, Mixed, Heterogeneous, Ranges}
 
 // MixedBlock is the number of consecutive rules of one shape in a Mixed
 // ruleset.
@@ -52,6 +55,7 @@ type Rule struct {
 	Proto    uint8      // 0, packet.ProtoTCP or packet.ProtoUDP
 	Sport    uint16     // 0: not matched
 	Dport    uint16     // 0: not matched
+	DportHi  uint16     // nonzero: Dport-DportHi is a range
 	Counter  bool
 	Accept   bool // else drop
 }
@@ -77,8 +81,13 @@ func shapeRule(shape, i int, v6 bool) Rule {
 		return Rule{Dst: netip.AddrFrom4([4]byte{203, 0, 113, host}), Proto: packet.ProtoTCP, Dport: port}
 	case 3:
 		return Rule{Proto: packet.ProtoTCP, Dport: uint16(40000 + i%25000)}
-	default:
+	case 4:
 		return Rule{Src: netip.AddrFrom4([4]byte{192, 0, 2, host}), Proto: packet.ProtoUDP, Sport: port}
+	default:
+		// Disjoint ranges per source; twelve widths in turn, more
+		// shapes than a group takes.
+		lo := uint16(1024 + 16*(i/250))
+		return Rule{Src: netip.AddrFrom4([4]byte{198, 51, 100, host}), Proto: packet.ProtoTCP, Dport: lo, DportHi: lo + 1 + uint16(i%12)}
 	}
 }
 
@@ -95,6 +104,8 @@ func Generate(k Kind, n int, v6 bool) []Rule {
 			shape = (i / MixedBlock) % 4
 		case Heterogeneous:
 			shape = i % 5
+		case Ranges:
+			shape = 5
 		}
 		out = append(out, shapeRule(shape, count[shape], v6))
 		count[shape]++
@@ -119,7 +130,9 @@ func (r Rule) NFT() string {
 	if r.Sport != 0 {
 		parts = append(parts, fmt.Sprintf("%s sport %d", l4, r.Sport))
 	}
-	if r.Dport != 0 {
+	if r.Dport != 0 && r.DportHi != 0 {
+		parts = append(parts, fmt.Sprintf("%s dport %d-%d", l4, r.Dport, r.DportHi))
+	} else if r.Dport != 0 {
 		parts = append(parts, fmt.Sprintf("%s dport %d", l4, r.Dport))
 	}
 	if r.Counter {
@@ -181,7 +194,12 @@ func (r Rule) IR(fam ir.Family) *ir.Rule {
 	if r.Sport != 0 {
 		eq(pl(ir.BaseTransport, 0, 2), []byte{byte(r.Sport >> 8), byte(r.Sport)})
 	}
-	if r.Dport != 0 {
+	if r.Dport != 0 && r.DportHi != 0 {
+		// nft writes a range of a single field as two compares.
+		s = append(s,
+			&ir.Match{Field: pl(ir.BaseTransport, 2, 2), Op: ir.OpGte, Value: []byte{byte(r.Dport >> 8), byte(r.Dport)}},
+			&ir.Match{Field: pl(ir.BaseTransport, 2, 2), Op: ir.OpLte, Value: []byte{byte(r.DportHi >> 8), byte(r.DportHi)}})
+	} else if r.Dport != 0 {
 		eq(pl(ir.BaseTransport, 2, 2), []byte{byte(r.Dport >> 8), byte(r.Dport)})
 	}
 	if r.Counter {

@@ -47,7 +47,11 @@ func firstMatch(t *testing.T, rules []Rule, frame []byte) int {
 		}
 		if r.Sport != 0 || r.Dport != 0 {
 			sp, dp := ports(frame, in)
-			if r.Sport != 0 && sp != r.Sport || r.Dport != 0 && dp != r.Dport {
+			hi := r.Dport
+			if r.DportHi != 0 {
+				hi = r.DportHi
+			}
+			if r.Sport != 0 && sp != r.Sport || r.Dport != 0 && (dp < r.Dport || dp > hi) {
 				continue
 			}
 		}
@@ -72,6 +76,7 @@ func TestGenerate(t *testing.T) {
 		{Mixed, 600, false, 4},
 		{Heterogeneous, 1300, true, 5},
 		{Heterogeneous, 700, false, 5},
+		{Ranges, 700, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%d/v6=%v", tt.kind, tt.n, tt.v6), func(t *testing.T) {
@@ -84,7 +89,7 @@ func TestGenerate(t *testing.T) {
 				if !tt.v6 && r.v6() {
 					t.Fatalf("rule %d is IPv6 in an IPv4-only ruleset: %s", i, r.NFT())
 				}
-				shapes[fmt.Sprint(r.Src.IsValid(), r.Dst.IsValid(), r.v6(), r.Proto, r.Sport != 0, r.Dport != 0)] = true
+				shapes[fmt.Sprint(r.Src.IsValid(), r.Dst.IsValid(), r.v6(), r.Proto, r.Sport != 0, r.Dport != 0, r.DportHi != 0)] = true
 			}
 			if len(shapes) != tt.wantShapes {
 				t.Errorf("%d shapes, want %d", len(shapes), tt.wantShapes)
@@ -116,7 +121,7 @@ func TestIRMatchesNft(t *testing.T) {
 			if fam == ir.FamilyNetdev {
 				hook = ir.HookIngress
 			}
-			rules := Generate(Heterogeneous, 10, fam != ir.FamilyIPv4)
+			rules := append(Generate(Heterogeneous, 10, fam != ir.FamilyIPv4), Generate(Ranges, 2, false)...)
 			for i := range rules {
 				rules[i].Counter = i%3 == 0
 				rules[i].Accept = i%2 == 0

@@ -11,9 +11,9 @@ import (
 )
 
 // TestLargeRulesets compares the kernel and the BPF programs on generated
-// rulesets of 1,000 rules: uniform and mixed ones, whose runs of rules
-// become rule groups (map lookups), and a heterogeneous one, compiled as
-// straight-line code. Every frame pktgen derives from the rules, plus
+// rulesets of 1,000 rules: uniform, mixed and heterogeneous ones, whose
+// rules become rule groups (map lookups per rule shape), and one of port
+// ranges, compiled as straight-line code. Every frame pktgen derives from the rules, plus
 // frames matching sampled rules, must get the kernel's verdict.
 func TestLargeRulesets(t *testing.T) {
 	privtest.Require(t)
@@ -29,7 +29,8 @@ func TestLargeRulesets(t *testing.T) {
 	}{
 		{bench.Uniform, 1000, true},
 		{bench.Mixed, 1000, true},
-		{bench.Heterogeneous, 1000, false},
+		{bench.Heterogeneous, 1000, true},
+		{bench.Ranges, 1000, false},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s-%d", tt.kind, tt.n), func(t *testing.T) {
