@@ -701,6 +701,7 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 // fails a guard, cannot load a field or misses the map goes to next.
 func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string) (*GroupMap, error) {
 	first := cl.first
+	g.curRule = c.Rules[p.start+cl.members[0]] // errors name the class's first rule
 	g.b.invertNext = true
 	for _, pos := range cl.guards {
 		g.curStmt = first.matches[pos]

@@ -17,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D]]",
+		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D] [--sender xdp|packet] [--plot FILE]]",
 		summary: "per-packet cost, compile and load time of generated rulesets, as ratios to an empty program",
 		run:     runBench,
 	})
@@ -48,6 +48,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	veth := fs.Bool("veth", false, "measure end to end instead: packets per second through a veth pair with bpfilter-nft (xdp, tcx) and the kernel's nftables")
 	vethTime := fs.Duration("veth-time", time.Second, "length of each end-to-end measurement")
 	plot := fs.String("plot", "", "with --veth: also draw ns/packet against rules as a PNG to `FILE`")
+	sender := fs.String("sender", "xdp", "with --veth: xdp (live-frame XDP_TX) or packet (AF_PACKET sendmmsg, skbs)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,6 +82,9 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 		cfg.Sizes = append(cfg.Sizes, n)
 	}
 	if *veth {
+		if *sender != string(bench.SenderXDP) && *sender != string(bench.SenderPacket) {
+			return usageErr(stderr, fmt.Errorf("unknown sender %q (want xdp or packet)", *sender))
+		}
 		if *sizes == fs.Lookup("sizes").DefValue {
 			cfg.Sizes = []int{0, 10, 100, 1000, 10000}
 		}
@@ -91,7 +95,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 			}
 		}
 		res, err := bench.Veth(bench.VethConfig{Sizes: cfg.Sizes, Time: *vethTime,
-			Attachs: bench.AllAttachs}, progress)
+			Attachs: bench.AllAttachs, Sender: bench.Sender(*sender)}, progress)
 		if err != nil {
 			return err
 		}
@@ -100,7 +104,7 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 		}
 		if *plot != "" {
 			var buf bytes.Buffer
-			if err := bench.Plot(&buf, "end to end on veth: ns per packet (1/rate), policy drop, no rule matches",
+			if err := bench.Plot(&buf, fmt.Sprintf("veth, %s sender: ns per packet (1/rate), policy drop, no rule matches", *sender),
 				"rules in the chain", "ns per packet", bench.VethSeries(res)); err != nil {
 				return err
 			}

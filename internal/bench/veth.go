@@ -58,7 +58,24 @@ type VethConfig struct {
 	Kind    Kind
 	// Time is the length of each measurement (default 1s).
 	Time time.Duration
+	// Sender is how frames are sent (default SenderXDP).
+	Sender Sender
 }
+
+// Sender is a way to flood the veth pair.
+type Sender string
+
+// Senders.
+const (
+	// SenderXDP transmits frames from an XDP program run in live-frame
+	// mode (XDP_TX on the sending veth): the receiver gets XDP frames,
+	// which XDP programs take without building an skb.
+	SenderXDP Sender = "xdp"
+	// SenderPacket sends skbs from an AF_PACKET socket with
+	// PACKET_QDISC_BYPASS and sendmmsg, as a local stack or container
+	// would send them: XDP on the receiving veth must convert each.
+	SenderPacket Sender = "packet"
+)
 
 var vethSeq atomic.Uint32
 
@@ -92,7 +109,11 @@ func Veth(cfg VethConfig, progress func(VethResult)) ([]VethResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s, %d rules: %w", a, n, err)
 			}
-			frames, d, err := p.flood(cfg.Time)
+			flood := p.flood
+			if cfg.Sender == SenderPacket {
+				flood = p.floodPacket
+			}
+			frames, d, err := flood(cfg.Time)
 			detach()
 			if err != nil {
 				return nil, fmt.Errorf("%s, %d rules: %w", a, n, err)
@@ -356,4 +377,76 @@ func setGRO(name string, on bool) error {
 	}
 	runtime.KeepAlive(val)
 	return nil
+}
+
+// floodPacket sends MissFrame from an AF_PACKET socket on the sending
+// veth for about d and returns how many frames the receiver processed and
+// over how long.
+func (p *vethPair) floodPacket(d time.Duration) (uint64, time.Duration, error) {
+	frame := MissFrame()
+	before, err := p.rxPackets()
+	if err != nil {
+		return 0, 0, err
+	}
+	var elapsed time.Duration
+	err = p.tx.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("AF_PACKET socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return fmt.Errorf("PACKET_QDISC_BYPASS: %w", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: p.txIdx}); err != nil {
+			return err
+		}
+		const batch = 256
+		hdrs := make([]mmsghdr, batch)
+		iov := unix.Iovec{Base: &frame[0]}
+		iov.SetLen(len(frame))
+		for i := range hdrs {
+			hdrs[i].hdr.Iov = &iov
+			hdrs[i].hdr.SetIovlen(1)
+		}
+		var set unix.CPUSet
+		set.Set(cpuOf())
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		defer func() {
+			var all unix.CPUSet
+			for i := 0; i < runtime.NumCPU(); i++ {
+				all.Set(i)
+			}
+			unix.SchedSetaffinity(0, &all)
+		}()
+		start := time.Now()
+		for time.Since(start) < d {
+			for i := 0; i < 64; i++ {
+				_, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), batch, 0, 0, 0)
+				if errno != 0 && errno != unix.ENOBUFS && errno != unix.EAGAIN {
+					return fmt.Errorf("sendmmsg: %w", errno)
+				}
+			}
+		}
+		elapsed = time.Since(start)
+		runtime.KeepAlive(frame)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := p.rxPackets()
+	if err != nil {
+		return 0, 0, err
+	}
+	return after - before, elapsed, nil
+}
+
+// mmsghdr is struct mmsghdr.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
 }

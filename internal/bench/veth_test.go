@@ -11,17 +11,19 @@ import (
 // measurement must see the receiver process frames.
 func TestVeth(t *testing.T) {
 	privtest.Require(t)
-	res, err := Veth(VethConfig{Sizes: []int{10}, Attachs: []Attach{AttachNone, AttachXDP, AttachTCX, AttachNFT}, Time: 50 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != 4 {
-		t.Fatalf("%d results, want 4", len(res))
-	}
-	for _, r := range res {
-		if r.Frames == 0 || r.PPS <= 0 {
-			t.Errorf("%s: %d frames, %.0f pps", r.Attach, r.Frames, r.PPS)
+	for _, sender := range []Sender{SenderXDP, SenderPacket} {
+		res, err := Veth(VethConfig{Sizes: []int{10}, Attachs: []Attach{AttachNone, AttachXDP, AttachTCX, AttachNFT}, Time: 50 * time.Millisecond, Sender: sender}, nil)
+		if err != nil {
+			t.Fatalf("%s sender: %v", sender, err)
 		}
-		t.Logf("%s %d rules: %.0f pps (%d frames)", r.Attach, r.Rules, r.PPS, r.Frames)
+		if len(res) != 4 {
+			t.Fatalf("%s sender: %d results, want 4", sender, len(res))
+		}
+		for _, r := range res {
+			if r.Frames == 0 || r.PPS <= 0 {
+				t.Errorf("%s sender, %s: %d frames, %.0f pps", sender, r.Attach, r.Frames, r.PPS)
+			}
+			t.Logf("%s sender, %s %d rules: %.0f pps (%d frames)", sender, r.Attach, r.Rules, r.PPS, r.Frames)
+		}
 	}
 }
