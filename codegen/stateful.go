@@ -104,7 +104,7 @@ func (g *gen) statement(chain string, r *ir.Rule, i int, s ir.Stmt, next string)
 	case *ir.MetaSet:
 		return g.metaSet(s)
 	case *ir.Reject:
-		return g.reject()
+		return g.reject(s)
 	}
 	return g.unsupported("statement type %T is not supported", s)
 }
@@ -297,18 +297,18 @@ func fetchAdd64(dst, src asm.Register, off int16) asm.Instruction {
 	return ins
 }
 
-// reject is refused. BPF netfilter programs may only return NF_ACCEPT or
+// reject is refused where a program cannot send the reply. BPF netfilter programs may only return NF_ACCEPT or
 // NF_DROP (the verifier checks it); the reply the kernel's nf_reject code
 // sends is built and routed by the kernel, which a program cannot ask for.
-// cgroup_skb programs likewise only pass or drop. At XDP and tc a program
-// could rewrite the packet into the reply and send it back out; that is
-// not implemented.
-func (g *gen) reject() error {
+// cgroup_skb programs likewise only pass or drop. At XDP and tc the
+// program rewrites the packet into the reply and sends it back out
+// (reject.go).
+func (g *gen) reject(r *ir.Reject) error {
 	switch g.tgt.Type {
 	case Netfilter:
 		return g.unsupported("reject: BPF netfilter programs can only return NF_ACCEPT or NF_DROP, so they cannot send the TCP reset or ICMP error the kernel's reject sends")
 	case CgroupSKB:
 		return g.unsupported("reject: cgroup_skb programs can only pass or drop a packet, so they cannot send the TCP reset or ICMP error the kernel's reject sends")
 	}
-	return g.unsupported("reject: building and sending the reply at %s is not implemented", g.tgt.Type)
+	return g.rejectNetdev(r)
 }

@@ -1,0 +1,354 @@
+package codegen
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// ---- an independent model of the kernel's netdev reject ----
+
+// inetSum is the ones' complement sum of b (odd length padded with a zero).
+func inetSum(sum uint32, b []byte) uint32 {
+	for len(b) >= 2 {
+		sum += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	return sum
+}
+
+func foldSum(sum uint32) uint16 {
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}
+
+// inetChecksum is the Internet checksum of the concatenated parts.
+func inetChecksum(parts ...[]byte) uint16 {
+	var sum uint32
+	for _, p := range parts {
+		sum = inetSum(sum, p)
+	}
+	return ^foldSum(sum)
+}
+
+func pseudo4(src, dst []byte, proto byte, n int) []byte {
+	p := append(append([]byte{}, src...), dst...)
+	return append(p, 0, proto, byte(n>>8), byte(n))
+}
+
+// rejectModel computes the frame nft_reject_netdev_eval sends for frame
+// (received at netdev ingress of an Ethernet device, ip_summed
+// CHECKSUM_NONE), or nil when it sends nothing. It follows the kernel
+// sources (net/netfilter/nft_reject_netdev.c,
+// net/ipv4/netfilter/nf_reject_ipv4.c), written here without reference to
+// the code generator.
+func rejectModel(r *ir.Reject, frame []byte, ttl byte) []byte {
+	if len(frame) < 14 || frame[0]&1 != 0 {
+		return nil
+	}
+	skb := frame[14:] // skb->data .. skb->len at the hook
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case ethPIP:
+		if len(skb) < 20 {
+			return nil
+		}
+		ihl := int(skb[0]&0xf) * 4
+		tot := int(binary.BigEndian.Uint16(skb[2:]))
+		if skb[0]>>4 != 4 || ihl < 20 || len(skb) < tot || tot < ihl {
+			return nil
+		}
+		var ip4 []byte
+		switch r.Type {
+		case ir.RejectTCPReset:
+			ip4 = modelV4Reset(skb, ihl, ttl)
+		}
+		if ip4 == nil {
+			return nil
+		}
+		out := append(append([]byte{}, frame[6:12]...), frame[0:6]...)
+		out = append(out, 0x08, 0x00)
+		return append(out, ip4...)
+	}
+	return nil
+}
+
+// modelIPv4 is nf_reject_iphdr_put followed by tot_len and ip_send_check.
+func modelIPv4(old []byte, proto, ttl byte, payload []byte) []byte {
+	h := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, ttl, proto, 0, 0}
+	binary.BigEndian.PutUint16(h[2:], uint16(20+len(payload)))
+	h = append(h, old[16:20]...)
+	h = append(h, old[12:16]...)
+	binary.BigEndian.PutUint16(h[10:], inetChecksum(h))
+	return append(h, payload...)
+}
+
+func modelV4Reset(skb []byte, ihl int, ttl byte) []byte {
+	if binary.BigEndian.Uint16(skb[6:])&0x1fff != 0 || skb[9] != protoTCP {
+		return nil
+	}
+	if len(skb) < ihl+20 {
+		return nil
+	}
+	oth := skb[ihl:]
+	if oth[13]&0x04 != 0 {
+		return nil
+	}
+	if inetChecksum(pseudo4(skb[12:16], skb[16:20], protoTCP, len(skb)-ihl), skb[ihl:]) != 0 {
+		return nil
+	}
+	th := make([]byte, 20)
+	copy(th[0:2], oth[2:4])
+	copy(th[2:4], oth[0:2])
+	th[12] = 5 << 4
+	flags := oth[13]
+	if flags&0x10 != 0 {
+		copy(th[4:8], oth[8:12])
+		th[13] = 0x04
+	} else {
+		ack := binary.BigEndian.Uint32(oth[4:]) + uint32(flags>>1&1) + uint32(flags&1) +
+			uint32(len(skb)-ihl) - uint32(oth[12]>>4)*4
+		binary.BigEndian.PutUint32(th[8:], ack)
+		th[13] = 0x14
+	}
+	// The kernel leaves the checksum to the device; the wire carries the
+	// complete one.
+	binary.BigEndian.PutUint16(th[16:], inetChecksum(pseudo4(skb[16:20], skb[12:16], protoTCP, 20), th))
+	return modelIPv4(skb, protoTCP, ttl, th)
+}
+
+// ---- test frames (with correct checksums) ----
+
+type tcpSeg struct {
+	sport, dport uint16
+	seq, ack     uint32
+	flags        byte
+	opts         []byte // TCP options, a multiple of 4 bytes
+	payload      []byte
+	badSum       bool
+}
+
+func (s tcpSeg) build4(h v4) []byte {
+	th := binary.BigEndian.AppendUint16(nil, s.sport)
+	th = binary.BigEndian.AppendUint16(th, s.dport)
+	th = binary.BigEndian.AppendUint32(th, s.seq)
+	th = binary.BigEndian.AppendUint32(th, s.ack)
+	th = append(th, byte(5+len(s.opts)/4)<<4, s.flags, 0xff, 0xff, 0, 0, 0, 0)
+	th = append(th, s.opts...)
+	th = append(th, s.payload...)
+	src, dst := h.src, h.dst
+	if src == nil {
+		src = srcV4
+	}
+	if dst == nil {
+		dst = dstV4
+	}
+	sum := inetChecksum(pseudo4(src, dst, protoTCP, len(th)), th)
+	if s.badSum {
+		sum ^= 0x0101
+	}
+	binary.BigEndian.PutUint16(th[16:], sum)
+	h.proto = protoTCP
+	return ipv4Sum(h.build(th))
+}
+
+// ipv4Sum fills in the IPv4 header checksum.
+func ipv4Sum(p []byte) []byte {
+	ihl := int(p[0]&0xf) * 4
+	if ihl >= 20 && ihl <= len(p) {
+		binary.BigEndian.PutUint16(p[10:], inetChecksum(p[:ihl]))
+	}
+	return p
+}
+
+var (
+	macBcast = []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	macMcast = []byte{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}
+)
+
+func withDst(frame, mac []byte) []byte {
+	f := append([]byte{}, frame...)
+	copy(f, mac)
+	return f
+}
+
+// defaultTTL reads net.ipv4.ip_default_ttl of the test's network namespace.
+func defaultTTL(t *testing.T) byte {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_default_ttl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return byte(n)
+}
+
+type rejectCase struct {
+	name  string
+	frame []byte
+	reply bool // the kernel model sends a reply (checked against the model)
+}
+
+func rejectV4ResetCases() []rejectCase {
+	syn := tcpSeg{sport: 40000, dport: 80, seq: 0x11223344, flags: 0x02}
+	ack := tcpSeg{sport: 40001, dport: 22, seq: 0xfffffff0, ack: 0xa0b0c0d0, flags: 0x18, payload: []byte("hello, world")}
+	finNoAck := tcpSeg{sport: 1, dport: 2, seq: 0xffffffff, flags: 0x01, payload: []byte("xyz")}
+	synPayload := tcpSeg{sport: 3, dport: 4, seq: 7, flags: 0x03, opts: []byte{2, 4, 5, 0xb4}, payload: []byte("odd")}
+	rst := tcpSeg{sport: 5, dport: 6, flags: 0x04}
+	bad := syn
+	bad.badSum = true
+	frag := v4{frag: 0x2000 | 3}
+	truncated := eth(0x0800, ipv4Sum(v4{proto: protoTCP, totLen: 30}.build(make([]byte, 10))))
+	padded := append(eth(0x0800, syn.build4(v4{})), make([]byte, 6)...)
+	long := tcpSeg{sport: 7, dport: 8, seq: 9, flags: 0x10, ack: 5, payload: bytes.Repeat([]byte{0xa5, 0x5a, 0x01}, 700)}
+	return []rejectCase{
+		{"syn", eth(0x0800, syn.build4(v4{})), true},
+		{"ack-with-data", eth(0x0800, ack.build4(v4{})), true},
+		{"fin-without-ack", eth(0x0800, finNoAck.build4(v4{})), true},
+		{"syn-fin-options-odd-payload", eth(0x0800, synPayload.build4(v4{})), true},
+		{"ip-options", eth(0x0800, syn.build4(v4{opts: []byte{1, 1, 1, 0}})), true},
+		{"long-segment", eth(0x0800, long.build4(v4{})), true},
+		{"df-ttl-tos-id", eth(0x0800, ack.build4(v4{tos: 0x10, id: 77, frag: 0x4000, ttl: 3})), true},
+		{"rst", eth(0x0800, rst.build4(v4{})), false},
+		{"bad-checksum", eth(0x0800, bad.build4(v4{})), false},
+		{"fragment", eth(0x0800, syn.build4(frag)), false},
+		{"first-fragment", eth(0x0800, syn.build4(v4{frag: 0x2000})), true},
+		{"broadcast", withDst(eth(0x0800, syn.build4(v4{})), macBcast), false},
+		{"multicast", withDst(eth(0x0800, syn.build4(v4{})), macMcast), false},
+		{"udp", eth(0x0800, ipv4Sum(v4{proto: protoUDP}.build(udp(1, 2, []byte("x"))))), false},
+		{"truncated-tcp", truncated, false},
+		{"tot-len-beyond-packet", eth(0x0800, ipv4Sum(v4{proto: protoTCP, totLen: 200}.build(tcp(1, 2, 0x02)))), false},
+		{"tot-len-below-ihl", eth(0x0800, ipv4Sum(v4{proto: protoTCP, totLen: 16}.build(tcp(1, 2, 0x02)))), false},
+		{"ihl-4", eth(0x0800, v4{proto: protoTCP, ihl: 4}.build(tcp(1, 2, 0x02))), false},
+		{"version-5", eth(0x0800, ipv4Sum(v4{proto: protoTCP, version: 5}.build(tcp(1, 2, 0x02)))), false},
+		{"ethernet-padding", padded, false},
+		{"arp", eth(0x0806, make([]byte, 28)), false},
+	}
+}
+
+// runReject runs a loaded tc or XDP program on frame and returns the
+// frame it sends back, or nil if it drops the frame.
+func runReject(t *testing.T, fl flavour, l *Loaded, frame []byte) []byte {
+	t.Helper()
+	out := make([]byte, len(frame)+256)
+	opts := &ebpf.RunOptions{Data: frame, DataOut: out, Repeat: 1}
+	ret, err := l.Program.Run(opts)
+	if err != nil {
+		t.Fatalf("test run: %v", err)
+	}
+	switch fl.tgt.Type {
+	case TC:
+		switch int32(ret) {
+		case tcActRedirect:
+			return opts.DataOut
+		case tcShot:
+			return nil
+		}
+	case XDP:
+		switch ret {
+		case xdpTX:
+			return opts.DataOut
+		case xdpDrop:
+			return nil
+		}
+	}
+	t.Fatalf("program returned %d", int32(ret))
+	return nil
+}
+
+// TestRejectModel pins the model to the bytes the kernel's reject
+// sends for one frame (a reset to a SYN).
+func TestRejectModel(t *testing.T) {
+	syn := tcpSeg{sport: 40000, dport: 80, seq: 0x11223344, flags: 0x02}
+	frame := eth(0x0800, syn.build4(v4{}))
+	got := rejectModel(&ir.Reject{Type: ir.RejectTCPReset}, frame, 64)
+	want := []byte{
+		2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, // MACs swapped
+		0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 51, 100, 2, 192, 0, 2, 1,
+		0, 80, 0x9c, 0x40, 0, 0, 0, 0, 0x11, 0x22, 0x33, 0x45, 0x50, 0x14, 0, 0, 0, 0, 0, 0,
+	}
+	binary.BigEndian.PutUint16(want[14+10:], inetChecksum(want[14:34]))
+	binary.BigEndian.PutUint16(want[34+16:], inetChecksum(pseudo4(want[26:30], want[30:34], 6, 20), want[34:54]))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("model reply\n%x\nwant\n%x", got, want)
+	}
+}
+
+// TestRejectTCPResetV4 runs "reject with tcp reset" on tc ingress
+// programs and compares the frame sent back with the model's.
+func TestRejectTCPResetV4(t *testing.T) {
+	privileged(t)
+	ttl := defaultTTL(t)
+	rj := &ir.Reject{Type: ir.RejectTCPReset}
+	for _, fl := range rejectFlavours() {
+		t.Run(fl.name, func(t *testing.T) {
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{rule(rj)})
+			l := loadFlavour(t, fl, tab, c)
+			for _, tc := range rejectV4ResetCases() {
+				t.Run(tc.name, func(t *testing.T) {
+					want := rejectModel(rj, tc.frame, ttl)
+					if (want != nil) != tc.reply {
+						t.Fatalf("model reply %x, case says reply=%v", want, tc.reply)
+					}
+					got := runReject(t, fl, l, tc.frame)
+					if !bytes.Equal(got, want) {
+						t.Errorf("reply\n%x\nwant\n%x", got, want)
+					}
+				})
+			}
+		})
+	}
+}
+
+// rejectFlavours are the targets reject compiles for.
+func rejectFlavours() []flavour {
+	var fls []flavour
+	for _, fl := range netdevFlavours() {
+		if fl.tgt.Type == TC && !fl.tgt.Egress {
+			fls = append(fls, fl)
+		}
+	}
+	return fls
+}
+
+// TestRejectRefusedNetdev checks the netdev targets where reject is refused.
+func TestRejectRefusedNetdev(t *testing.T) {
+	cases := []struct {
+		name string
+		tgt  Target
+		rj   *ir.Reject
+		want string
+	}{
+		{"tc-egress", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookEgress, ProtoFamily: ir.FamilyNetdev, Egress: true}, &ir.Reject{Type: ir.RejectTCPReset}, "only at the ingress hook"},
+		{"icmpx-code", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, &ir.Reject{Type: ir.RejectICMPXUnreach, Code: 4}, "unknown icmpx code"},
+		{"type", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, &ir.Reject{Type: 9}, "unknown reject type"},
+		{"not-ethernet", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev, Device: &Device{Name: "wg0", Type: 65534}}, &ir.Reject{Type: ir.RejectTCPReset}, "not an Ethernet device"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tab, c := table(ir.FamilyNetdev, tc.tgt.Hook, ir.VerdictAccept, []*ir.Rule{rule(tc.rj)})
+			_, err := Compile(tab, c, tc.tgt)
+			ue, ok := err.(*UnsupportedError)
+			if !ok || !strings.HasPrefix(ue.Stmt, "reject") {
+				t.Fatalf("compile: %v, want a refusal of the reject", err)
+			}
+			if !strings.Contains(ue.Reason, tc.want) {
+				t.Errorf("reason %q does not say %q", ue.Reason, tc.want)
+			}
+		})
+	}
+}

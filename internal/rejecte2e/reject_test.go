@@ -1,0 +1,335 @@
+package rejecte2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/hooks"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/netnstest"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+)
+
+var (
+	peerMAC = net.HardwareAddr{0x02, 0xbf, 0, 0, 0, 0x01}
+	fwMAC   = net.HardwareAddr{0x02, 0xbf, 0, 0, 0, 0x02}
+	peerV4  = []byte{192, 0, 2, 1}
+	fwV4    = []byte{192, 0, 2, 2}
+)
+
+// side is one namespace pair: peer (sends frames, captures replies) and fw
+// (the device with the reject rule) joined by a veth pair.
+type side struct {
+	peer, fw *netnstest.NS
+	peerIf   string
+	fwIf     string
+	fwIndex  int
+	sock     int // AF_PACKET socket in peer, bound to peerIf
+}
+
+var counter int
+
+func newSide(t *testing.T) *side {
+	t.Helper()
+	counter++
+	s := &side{sock: -1,
+		peerIf: fmt.Sprintf("rjp%d_%d", os.Getpid()%100000, counter),
+		fwIf:   fmt.Sprintf("rjf%d_%d", os.Getpid()%100000, counter)}
+	var err error
+	if s.peer, err = netnstest.New(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.peer.Close() })
+	if s.fw, err = netnstest.New(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.fw.Close() })
+	for _, ns := range []*netnstest.NS{s.peer, s.fw} {
+		for _, kv := range [][2]string{
+			{"net.ipv6.conf.all.disable_ipv6", "1"},
+			{"net.ipv6.conf.default.disable_ipv6", "1"},
+		} {
+			if err := ns.Sysctl(kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A TTL other than the usual 64, to see it read from the namespace.
+	if err := s.fw.Sysctl("net.ipv4.ip_default_ttl", "77"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.peer.RunFiles("", []*os.File{s.fw.File()}, "ip", "link", "add",
+		s.peerIf, "address", peerMAC.String(), "type", "veth",
+		"peer", "name", s.fwIf, "address", fwMAC.String(), "netns", "/proc/self/fd/3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.peer.Run("", "ip", "link", "set", s.peerIf, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.fw.Run("", "ip", "link", "set", s.fwIf, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fw.Do(func() error {
+		ifi, err := net.InterfaceByName(s.fwIf)
+		if err != nil {
+			return err
+		}
+		s.fwIndex = ifi.Index
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.peer.Do(func() error {
+		ifi, err := net.InterfaceByName(s.peerIf)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return fmt.Errorf("AF_PACKET socket: %w", err)
+		}
+		s.sock = fd
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(s.sock) })
+	return s
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// exchange sends frame from the peer and returns the frames the peer
+// receives within wait (its own outgoing frames excluded). Replies whose
+// checksum the sender left to the device (TP_STATUS_CSUMNOTREADY: the
+// kernel's TCP resets are CHECKSUM_PARTIAL, and veth hands them on as
+// they are) get it completed here, as a NIC would on the wire.
+func (s *side) exchange(frame []byte, wait time.Duration) ([][]byte, error) {
+	// Flush anything queued before.
+	buf := make([]byte, 65536)
+	oob := make([]byte, 256)
+	for {
+		n, _, _, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_DONTWAIT)
+		if err != nil || n < 0 {
+			break
+		}
+	}
+	if _, err := unix.Write(s.sock, frame); err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	var got [][]byte
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return got, nil
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(s.sock, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return nil, err
+		}
+		n, oobn, _, from, err := unix.Recvmsg(s.sock, buf, oob, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("receive: %w", err)
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		f := append([]byte(nil), buf[:n]...)
+		if csumNotReady(oob[:oobn]) {
+			completeChecksum(f)
+		}
+		got = append(got, f)
+	}
+}
+
+func csumNotReady(oob []byte) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_PACKET && m.Header.Type == unix.PACKET_AUXDATA && len(m.Data) >= 4 {
+			return binary.NativeEndian.Uint32(m.Data)&unix.TP_STATUS_CSUMNOTREADY != 0
+		}
+	}
+	return false
+}
+
+// completeChecksum completes the TCP checksum of an IPv4 frame whose
+// checksum field holds the pseudo header sum (CHECKSUM_PARTIAL).
+func completeChecksum(f []byte) {
+	if len(f) < 34 || binary.BigEndian.Uint16(f[12:]) != 0x0800 {
+		return
+	}
+	ihl := int(f[14]&0xf) * 4
+	l4 := 14 + ihl
+	if f[14+9] != 6 || len(f) < l4+18 {
+		return
+	}
+	binary.BigEndian.PutUint16(f[l4+16:], ^fold(sum(0, f[l4:])))
+}
+
+func sum(s uint32, b []byte) uint32 {
+	for len(b) >= 2 {
+		s += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint32(b[0]) << 8
+	}
+	return s
+}
+
+func fold(s uint32) uint16 {
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
+
+func checksum(parts ...[]byte) uint16 {
+	var s uint32
+	for _, p := range parts {
+		s = sum(s, p)
+	}
+	return ^fold(s)
+}
+
+// tcp4 builds an Ethernet/IPv4/TCP frame from the peer to the fw device.
+func tcp4(dport uint16, seq, ack uint32, flags byte, payload []byte) []byte {
+	th := binary.BigEndian.AppendUint16(nil, 40000)
+	th = binary.BigEndian.AppendUint16(th, dport)
+	th = binary.BigEndian.AppendUint32(th, seq)
+	th = binary.BigEndian.AppendUint32(th, ack)
+	th = append(th, 5<<4, flags, 0x20, 0, 0, 0, 0, 0)
+	th = append(th, payload...)
+	ph := append(append(append([]byte{}, peerV4...), fwV4...), 0, 6, byte(len(th)>>8), byte(len(th)))
+	binary.BigEndian.PutUint16(th[16:], checksum(ph, th))
+	return eth4(6, th)
+}
+
+func eth4(proto byte, l4 []byte) []byte {
+	ip := []byte{0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0}
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
+	ip = append(append(ip, peerV4...), fwV4...)
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip))
+	f := append(append([]byte{}, fwMAC...), peerMAC...)
+	f = append(f, 0x08, 0x00)
+	return append(append(f, ip...), l4...)
+}
+
+// attachBPF translates ruleset for s's fw namespace and attaches its
+// programs there as tcx (or XDP) programs.
+func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) {
+	t.Helper()
+	ns, err := nsctx.OpenNetNS(fmt.Sprintf("/proc/self/fd/%d", s.fw.File().Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	res, err := pipeline.TranslateReader("reject.nft", strings.NewReader(ruleset), pipeline.Options{NetdevBackend: &typ, NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Programs {
+		l, err := p.Program.Load()
+		if err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		t.Cleanup(func() { l.Close() })
+		lk, err := hooks.Attach(ns, l.Program, hooks.Point{Target: p.Target, Priority: p.Chain.Base.Priority})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lk.Close() })
+	}
+}
+
+// TestRejectTwin sends the same frames to the kernel's nft reject (netdev
+// ingress) and to bpfilter-nft's tcx program for the same ruleset, each in
+// its own namespace pair, and compares what the peers receive byte for
+// byte.
+func TestRejectTwin(t *testing.T) {
+	privtest.Require(t)
+	frames := []struct {
+		name  string
+		frame []byte
+		reply bool
+	}{
+		{"syn", tcp4(80, 0x01020304, 0, 0x02, nil), true},
+		{"ack-data", tcp4(80, 0xfffffff0, 0x55667788, 0x18, []byte("GET / HTTP/1.0\r\n\r\n")), true},
+		{"fin", tcp4(80, 7, 0, 0x01, []byte("bye")), true},
+		{"rst", tcp4(80, 7, 0, 0x04, nil), false},
+		{"other-port", tcp4(81, 7, 0, 0x02, nil), false},
+	}
+	bad := tcp4(80, 1, 0, 0x02, nil)
+	bad[len(bad)-3] ^= 0xff
+	frames = append(frames, struct {
+		name  string
+		frame []byte
+		reply bool
+	}{"bad-checksum", bad, false})
+
+	rulesets := []struct {
+		name, rules string
+	}{
+		{"tcp-reset", "tcp dport 80 reject with tcp reset"},
+	}
+	for _, rs := range rulesets {
+		t.Run(rs.name, func(t *testing.T) {
+			kern, bpf := newSide(t), newSide(t)
+			text := func(s *side) string {
+				return fmt.Sprintf("table netdev rj {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n\t\t%s\n\t}\n}\n", s.fwIf, rs.rules)
+			}
+			if _, err := kern.fw.Run(text(kern), "nft", "-f", "-"); err != nil {
+				t.Fatal(err)
+			}
+			attachBPF(t, bpf, text(bpf), codegen.TC)
+			for _, f := range frames {
+				t.Run(f.name, func(t *testing.T) {
+					want, err := kern.exchange(f.frame, 300*time.Millisecond)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := bpf.exchange(f.frame, 300*time.Millisecond)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Logf("kernel: %x", want)
+					if (len(want) > 0) != f.reply {
+						t.Fatalf("kernel sent %d frames, want reply=%v: %x", len(want), f.reply, want)
+					}
+					if len(got) != len(want) {
+						t.Fatalf("bpfilter-nft sent %d frames %x, kernel %d %x", len(got), got, len(want), want)
+					}
+					for i := range want {
+						if !bytes.Equal(got[i], want[i]) {
+							t.Errorf("frame %d:\nbpf    %x\nkernel %x", i, got[i], want[i])
+						}
+					}
+				})
+			}
+		})
+	}
+}
