@@ -235,8 +235,7 @@ func (g *gen) rejectV4Reset() error {
 		asm.JNE.Imm(asm.R0, 0, labelDrop),
 	)
 	// nf_ip_checksum: CHECKSUM_UNNECESSARY and CHECKSUM_PARTIAL pass,
-	// anything else is summed over the pseudo header and everything from
-	// the TCP header to the end of the skb.
+	// anything else is summed over the pseudo header and the whole skb.
 	sumOK := g.b.newLabel("rj_sum_ok")
 	g.b.emit(
 		asm.LoadMem(asm.R0, asm.R10, rjSummed, asm.DWord),
@@ -252,19 +251,20 @@ func (g *gen) rejectV4Reset() error {
 		asm.LoadMem(asm.R0, asm.R10, slotLen, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
 		asm.Sub.Reg(asm.R0, asm.R1),
-		asm.StoreMem(asm.R10, rjRem, asm.R0, asm.DWord),
 		asm.BSwap(asm.R0, asm.Half),
 		asm.LSh.Imm(asm.R0, 16),
 		asm.Or.Imm(asm.R0, 6<<8),
 		asm.StoreMem(asm.R10, rjBuf+8, asm.R0, asm.Word),
 	)
+	// __skb_checksum_complete sums from skb->data, the network header:
+	// the IPv4 header is in the sum too (a valid one adds nothing).
 	g.csumStack(rjBuf, 12, -1)
 	g.b.emit(
 		asm.StoreMem(asm.R10, rjSum, asm.R0, asm.DWord),
 		asm.LoadMem(asm.R0, asm.R10, slotNH, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
-		asm.Add.Reg(asm.R0, asm.R1),
 		asm.StoreMem(asm.R10, rjOff, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R0, asm.R10, slotLen, asm.DWord),
+		asm.StoreMem(asm.R10, rjRem, asm.R0, asm.DWord),
 	)
 	g.csumPacket()
 	g.b.emit(asm.LoadMem(asm.R0, asm.R10, rjSum, asm.DWord))

@@ -105,7 +105,9 @@ func modelV4Reset(skb []byte, ihl int, ttl byte) []byte {
 	if oth[13]&0x04 != 0 {
 		return nil
 	}
-	if inetChecksum(pseudo4(skb[12:16], skb[16:20], protoTCP, len(skb)-ihl), skb[ihl:]) != 0 {
+	// nf_ip_checksum → __skb_checksum_complete sums from skb->data: the
+	// IP header is part of the sum.
+	if inetChecksum(pseudo4(skb[12:16], skb[16:20], protoTCP, len(skb)-ihl), skb) != 0 {
 		return nil
 	}
 	th := make([]byte, 20)
@@ -172,6 +174,13 @@ func ipv4Sum(p []byte) []byte {
 	return p
 }
 
+// badIPSum spoils the IPv4 header checksum of a frame.
+func badIPSum(f []byte) []byte {
+	f = append([]byte{}, f...)
+	f[14+10] ^= 0x40
+	return f
+}
+
 var (
 	macBcast = []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	macMcast = []byte{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}
@@ -224,6 +233,7 @@ func rejectV4ResetCases() []rejectCase {
 		{"long-segment", eth(0x0800, long.build4(v4{})), true},
 		{"df-ttl-tos-id", eth(0x0800, ack.build4(v4{tos: 0x10, id: 77, frag: 0x4000, ttl: 3})), true},
 		{"rst", eth(0x0800, rst.build4(v4{})), false},
+		{"bad-ip-checksum", badIPSum(eth(0x0800, syn.build4(v4{}))), false},
 		{"bad-checksum", eth(0x0800, bad.build4(v4{})), false},
 		{"fragment", eth(0x0800, syn.build4(frag)), false},
 		{"first-fragment", eth(0x0800, syn.build4(v4{frag: 0x2000})), true},

@@ -290,6 +290,13 @@ func TestRejectTwin(t *testing.T) {
 		frame []byte
 		reply bool
 	}{"bad-checksum", bad, false})
+	badIP := tcp4(80, 1, 0, 0x02, nil)
+	badIP[14+10] ^= 0x40
+	frames = append(frames, struct {
+		name  string
+		frame []byte
+		reply bool
+	}{"bad-ip-checksum", badIP, false})
 
 	rulesets := []struct {
 		name, rules string
