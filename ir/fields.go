@@ -31,6 +31,9 @@ const (
 	TypeICMPType
 	TypeICMPv6Type
 	TypeDSCP
+	TypeCTState  // ct_state bits
+	TypeCTStatus // ct_status bits
+	TypeCTDir    // ct_dir: original, reply
 )
 
 func m(b ...byte) []byte { return b }

@@ -275,6 +275,9 @@ func (p *printer) match(mt *Match) string {
 	if s, ok := p.addressPrefix(mt); ok {
 		return s
 	}
+	if s, ok := p.ctFlags(mt); ok {
+		return s
+	}
 	mt = widen(mt)
 	lhs, typ, host, mask, eq := p.operand(mt)
 	switch mt.Op {
@@ -293,7 +296,7 @@ func (p *printer) match(mt *Match) string {
 	if op == "" {
 		op = eq
 	}
-	if op == "" && typ == TypeTCPFlags {
+	if op == "" && (typ == TypeTCPFlags || typ == TypeCTState || typ == TypeCTStatus) {
 		// Without an operator nft reads flags as "any of these set".
 		op = "== "
 	}
@@ -308,7 +311,9 @@ func (p *printer) operand(mt *Match) (lhs string, typ ValueType, host bool, mask
 	f := &mt.Field
 	typ = TypeHex
 	rest := foldMasks(f.Transforms)
-	if f.Source == SourceMeta {
+	if f.Source == SourceCT {
+		lhs, typ, host = p.ctField(f)
+	} else if f.Source == SourceMeta {
 		lhs = "meta " + MetaName(f.Meta)
 		if mtyp, ok := metaTypes[f.Meta]; ok {
 			typ, host = mtyp.typ, mtyp.host
@@ -359,7 +364,7 @@ func (p *printer) operand(mt *Match) (lhs string, typ ValueType, host bool, mask
 // TCP flags, integers), hex for enumerations.
 func bitsType(typ ValueType) ValueType {
 	switch typ {
-	case TypeIPv4, TypeIPv6, TypeEther, TypeTCPFlags, TypeInteger:
+	case TypeIPv4, TypeIPv6, TypeEther, TypeTCPFlags, TypeInteger, TypeCTState, TypeCTStatus:
 		return typ
 	}
 	return TypeHex
@@ -616,6 +621,23 @@ func (p *printer) value(typ ValueType, host bool, mask, b []byte) string {
 		return n.String()
 	case TypeTCPFlags:
 		return tcpFlags(n.Uint64())
+	case TypeCTState, TypeCTStatus:
+		names := ctStateNames
+		if typ == TypeCTStatus {
+			names = ctStatusNames
+		}
+		if l, ok := flagList(names, n.Uint64(), " | "); ok && n.IsUint64() {
+			if strings.Contains(l, " ") {
+				return "(" + l + ")"
+			}
+			return l
+		}
+		return fmt.Sprintf("0x%x", n)
+	case TypeCTDir:
+		if name, ok := map[uint64]string{0: "original", 1: "reply"}[n.Uint64()]; ok && n.IsUint64() {
+			return name
+		}
+		return n.String()
 	case TypeInteger, TypeICMPType, TypeICMPv6Type:
 		return n.String()
 	}

@@ -88,6 +88,7 @@ type Source uint8
 const (
 	SourcePayload Source = iota // packet bytes at Base+Offset
 	SourceMeta                  // packet metadata (NFT_META_*)
+	SourceCT                    // the packet's conntrack entry (NFT_CT_*), see ct.go
 )
 
 // PayloadBase is the header a payload offset is relative to (NFT_PAYLOAD_*).
@@ -141,6 +142,8 @@ type Field struct {
 	Base   PayloadBase // SourcePayload only
 	Offset uint32      // SourcePayload only, in bytes
 	Meta   MetaKey     // SourceMeta only
+	CT     CTKey       // SourceCT only
+	CTDir  CTDir       // SourceCT only: the tuple direction of address and port keys
 	// Len is the number of bytes the load places in the register.
 	Len uint32
 	// Transforms are applied in order after the load.

@@ -173,7 +173,7 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 	case *nlmsg.Counter:
 		return &ir.Counter{}, nil
 	case *nlmsg.Ct:
-		return nil, unsupported("ct (connection tracking) expressions are not supported yet")
+		return nil, l.ct(e)
 	case *nlmsg.Opaque:
 		if s, ok, err := statefulExpr(e); ok {
 			return s, err

@@ -151,6 +151,9 @@ func fieldString(f ir.Field) string {
 	if f.Source == ir.SourceMeta {
 		return fmt.Sprintf("meta %d", f.Meta)
 	}
+	if f.Source == ir.SourceCT {
+		return fmt.Sprintf("ct %d dir %d", f.CT, f.CTDir)
+	}
 	base := [...]string{"ll", "nh", "th", "inner"}[f.Base&3]
 	return fmt.Sprintf("payload %s+%d/%d", base, f.Offset, f.Len)
 }

@@ -40,6 +40,10 @@ type patch struct {
 
 // set makes field f have register value v (after its transforms).
 func (s *spec) set(f ir.Field, v []byte) {
+	if f.Source == ir.SourceCT {
+		// A packet alone cannot choose its conntrack entry.
+		return
+	}
 	raw, care := invert(f, v)
 	if f.Source == ir.SourceMeta {
 		s.setMeta(f.Meta, raw, care)
