@@ -635,6 +635,8 @@ func (g *gen) loadField(f *ir.Field, span uint32, fail string) error {
 		return g.loadPayload(f, fail)
 	case ir.SourceMeta:
 		return g.loadMeta(f, fail)
+	case ir.SourceCT:
+		return g.loadCT(f, fail)
 	}
 	return g.unsupported("unknown field source %d", f.Source)
 }
