@@ -579,6 +579,9 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		if err := loader.FlushLocked(st); err != nil {
 			return err
 		}
+		if err := loader.ReleaseConntrack(t.ns); err != nil {
+			return err
+		}
 		s.reg.Drop(t.ns.Inode())
 		s.logf("pid %d: netns %d: ruleset flushed", cn.peer.PID, t.ns.Inode())
 		return nil

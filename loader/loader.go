@@ -278,6 +278,13 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 		return err
 	}
 
+	// Conntrack must run before a program reading ct keys sees packets.
+	ctFams := ConntrackFamilies(res.Ruleset)
+	ctAdded, err := holdConntrack(ns, ctFams)
+	if err != nil {
+		return cleanupFailed(st, old, fmt.Errorf("ruleset not applied: %w", err))
+	}
+
 	// Switch.
 	var undo []func() error
 	for i, p := range points {
@@ -286,6 +293,11 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 			for j := len(undo) - 1; j >= 0; j-- {
 				if uerr := undo[j](); uerr != nil {
 					err = errors.Join(err, fmt.Errorf("rolling back: %w", uerr))
+				}
+			}
+			if len(ctAdded) > 0 {
+				if cerr := undoConntrack(ns, ctAdded); cerr != nil {
+					err = errors.Join(err, fmt.Errorf("rolling back: %w", cerr))
 				}
 			}
 			return cleanupFailed(st, old, fmt.Errorf("ruleset not applied, previous ruleset restored: %s: %w", p.describe(), err))
@@ -321,6 +333,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	delete(keep, state.NextName)
 	if err := removeExcept(st, keep); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dropConntrack(ns, ctFams); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

@@ -270,7 +270,12 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 		}
 		if verb == "flush" && len(args) == 1 && args[0] == "ruleset" {
 			return withRuleset(globals,
-				func(t *target) error { return loader.Flush(t.st) },
+				func(t *target) error {
+					if err := loader.Flush(t.st); err != nil {
+						return err
+					}
+					return loader.ReleaseConntrack(t.ns)
+				},
 				func(d *daemonTarget) error { return d.flush() })
 		}
 		cmd := verb + " " + strings.Join(args, " ") + "\n"
