@@ -110,6 +110,14 @@ func conntrackHolders(c *nftables.Conn) (map[ir.Family]bool, error) {
 	return out, nil
 }
 
+// EnableConntrack makes sure connection tracking runs in ns for each
+// family of fams (see ConntrackTable), and returns the families whose
+// holder table it added. Apply calls it; it is exported for harnesses
+// that attach programs themselves.
+func EnableConntrack(ns *nsctx.NetNS, fams []ir.Family) ([]ir.Family, error) {
+	return holdConntrack(ns, fams)
+}
+
 // holdConntrack adds a holder table for every family of fams that has
 // none in ns, and returns the families it added.
 func holdConntrack(ns *nsctx.NetNS, fams []ir.Family) ([]ir.Family, error) {

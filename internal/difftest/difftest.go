@@ -16,6 +16,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pktgen"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
@@ -132,6 +133,12 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 	if opts.LoadKernel != nil {
 		load = opts.LoadKernel
 	}
+	ctFams := loader.ConntrackFamilies(rep.Result.Ruleset)
+	if len(ctFams) > 0 {
+		if err := flushConntrack(o); err != nil {
+			return nil, err
+		}
+	}
 	if err := load(o); err != nil {
 		return nil, err
 	}
@@ -148,6 +155,11 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 		run := attachedVerdicts
 		if typ == codegen.XDP {
 			run = testRunVerdicts
+		}
+		if len(ctFams) > 0 {
+			if err := flushConntrack(o); err != nil {
+				return nil, err
+			}
 		}
 		got, err := run(o, ns, compiled[typ], hook, cases)
 		if err != nil {
@@ -198,15 +210,23 @@ func hookChains(progs []*pipeline.ChainProgram, hook ir.Hook) []*pipeline.ChainP
 // dropped. The oracle's sentinel frames must reach that observer, so a tcx
 // program that lets exactly them through runs first.
 func attachedVerdicts(o *oracle.Oracle, ns *nsctx.NetNS, res *pipeline.Result, hook ir.Hook, cases []pktgen.Case) ([]oracle.Result, error) {
-	if err := o.Load(""); err != nil {
-		return nil, err
-	}
 	var closers []func() error
 	defer func() {
 		for _, c := range closers {
 			c()
 		}
 	}()
+	if err := o.Load(""); err != nil {
+		return nil, err
+	}
+	// Conntrack runs for the programs as the loader makes it run (the
+	// oracle's load flushed the ruleset that held it for the kernel).
+	if fams := loader.ConntrackFamilies(res.Ruleset); len(fams) > 0 {
+		if _, err := loader.EnableConntrack(ns, fams); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() error { return loader.ReleaseConntrack(ns) })
+	}
 	for _, p := range res.Programs {
 		if p.Chain.Base.Hook != hook {
 			continue

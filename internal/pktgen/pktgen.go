@@ -93,7 +93,36 @@ func Generate(t *ir.Table, c *ir.Chain, opt Options) []Case {
 		}
 	}
 	g.random()
+	if readsCTState(t, c) {
+		g.repeat()
+	}
 	return g.cases
+}
+
+// readsCTState reports whether a chain reachable from c reads ct state
+// or status.
+func readsCTState(t *ir.Table, c *ir.Chain) bool {
+	for _, ch := range reachable(t, c) {
+		for _, r := range ch.Rules {
+			for _, st := range r.Stmts {
+				if m, ok := st.(*ir.Match); ok && m.Field.Source == ir.SourceCT && (m.Field.CT == ir.CTState || m.Field.CT == ir.CTStatus) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// repeat sends every frame twice in a row: the second one meets the
+// conntrack entry the first created (established once the receiver has
+// answered, as it answers echo requests).
+func (g *generator) repeat() {
+	out := make([]Case, 0, 2*len(g.cases))
+	for _, c := range g.cases {
+		out = append(out, c, Case{Name: c.Name + " (again)", Frame: c.Frame})
+	}
+	g.cases = out
 }
 
 // reachable returns c and the user chains of t reachable from it, in the

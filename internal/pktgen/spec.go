@@ -41,7 +41,11 @@ type patch struct {
 // set makes field f have register value v (after its transforms).
 func (s *spec) set(f ir.Field, v []byte) {
 	if f.Source == ir.SourceCT {
-		// A packet alone cannot choose its conntrack entry.
+		// A packet chooses the tuple of the entry it creates, not the
+		// rest of it (state, mark, status).
+		if pf, ok := s.ctTupleField(f); ok {
+			s.set(pf, v)
+		}
 		return
 	}
 	raw, care := invert(f, v)
@@ -256,4 +260,50 @@ func (s *spec) apply(frame []byte, info *packet.Info) {
 			frame[j] = frame[j]&^p.care[i] | p.val[i]&p.care[i]
 		}
 	}
+}
+
+// ctTupleField returns the packet field that gives a ct tuple key its
+// value for a packet that starts a connection (so that its own direction
+// is the original one), and makes the frame of the key's IP version.
+func (s *spec) ctTupleField(f ir.Field) (ir.Field, bool) {
+	out := ir.Field{Transforms: f.Transforms}
+	reply := f.CTDir == ir.CTDirReply
+	v6 := false
+	switch f.CT {
+	case ir.CTProtocol:
+		out.Source, out.Meta, out.Len = ir.SourceMeta, ir.MetaL4Proto, 1
+		return out, true
+	case ir.CTL3Proto:
+		out.Source, out.Meta, out.Len = ir.SourceMeta, ir.MetaNFProto, 1
+		return out, true
+	case ir.CTProtoSrc, ir.CTProtoDst:
+		out.Source, out.Base, out.Len = ir.SourcePayload, ir.BaseTransport, 2
+		if (f.CT == ir.CTProtoDst) != reply {
+			out.Offset = 2
+		}
+		return out, true
+	case ir.CTSrcIP, ir.CTDstIP:
+	case ir.CTSrcIP6, ir.CTDstIP6:
+		v6 = true
+	case ir.CTSrc, ir.CTDst:
+		v6 = f.Len == 16
+	default:
+		return out, false
+	}
+	dst := (f.CT == ir.CTDstIP || f.CT == ir.CTDstIP6 || f.CT == ir.CTDst) != reply
+	out.Source, out.Base = ir.SourcePayload, ir.BaseNetwork
+	if v6 {
+		s.setEtherType(packet.EtherTypeIPv6)
+		out.Offset, out.Len = 8, 16
+		if dst {
+			out.Offset = 24
+		}
+	} else {
+		s.setEtherType(packet.EtherTypeIPv4)
+		out.Offset, out.Len = 12, 4
+		if dst {
+			out.Offset = 16
+		}
+	}
+	return out, true
 }
