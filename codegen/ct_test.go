@@ -135,6 +135,22 @@ func TestCTWithoutEntry(t *testing.T) {
 				rules: []*ir.Rule{rule(eq(ctf(ir.CTState, ir.CTDirNone, ir.FamilyIPv4), u32le(1)), accept)},
 				pkts:  []pkt{{name: "tcp", frame: frame, want: ir.VerdictAccept}}},
 		)
+		// Runs of rules comparing one ct key with different values are
+		// compiled as one map lookup (see group.go): the key is loaded
+		// once, and a missing entry still breaks every rule of the run.
+		var stateRun, markRun []*ir.Rule
+		for i, v := range []uint32{2, 4, 8, 64, 16, 32, 128, 1} {
+			stateRun = append(stateRun, rule(eq(ctf(ir.CTState, ir.CTDirNone, ir.FamilyIPv4), u32le(v)), counter, drop))
+			markRun = append(markRun, rule(eq(ctf(ir.CTMark, ir.CTDirNone, ir.FamilyIPv4), u32le(uint32(i))), counter, drop))
+		}
+		cases = append(cases,
+			verdictCase{name: "grouped ct state rules " + pf.String(), pf: pf, only: only,
+				rules: stateRun, pkts: []pkt{{name: "tcp", frame: frame, want: ir.VerdictDrop}}},
+			verdictCase{name: "grouped ct state rules without invalid " + pf.String(), pf: pf, only: only,
+				rules: stateRun[:7], pkts: []pkt{{name: "tcp", frame: frame, want: ir.VerdictAccept}}},
+			verdictCase{name: "grouped ct mark rules " + pf.String(), pf: pf, only: only,
+				rules: markRun, pkts: []pkt{{name: "tcp", frame: frame, want: ir.VerdictAccept}}},
+		)
 		// Every other key breaks the rule, whether it compares equal or
 		// not equal to anything.
 		for _, c := range ctKeyCases() {
@@ -153,4 +169,30 @@ func TestCTWithoutEntry(t *testing.T) {
 		}
 	}
 	runVerdictCases(t, cases)
+}
+
+// TestCTGroupPlan checks that runs of ct rules differing only in the
+// compared value are planned as groups, like payload and meta rules: one
+// class per ct key.
+func TestCTGroupPlan(t *testing.T) {
+	var rules []*ir.Rule
+	for i := 0; i < 10; i++ {
+		rules = append(rules, rule(eq(ctf(ir.CTMark, ir.CTDirNone, ir.FamilyIPv4), u32le(uint32(i))), accept))
+	}
+	for i := 0; i < 10; i++ {
+		rules = append(rules, rule(eq(ctf(ir.CTProtoDst, ir.CTDirOriginal, ir.FamilyIPv4), u16(uint16(i))), drop))
+	}
+	tab, c := table(ir.FamilyIPv4, ir.HookInput, ir.VerdictAccept, rules)
+	g, err := newGen(tab, Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans := g.planGroups(c)
+	p := plans[0]
+	if p == nil || p.end != 20 {
+		t.Fatalf("no group of the 20 rules: %+v", p)
+	}
+	if len(p.classes) != 2 {
+		t.Errorf("%d classes, want 2 (ct mark and ct original proto-dst apart)", len(p.classes))
+	}
 }

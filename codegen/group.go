@@ -233,6 +233,10 @@ func sameField(a, b *ir.Field) bool {
 		if a.Meta != b.Meta {
 			return false
 		}
+	case ir.SourceCT:
+		if a.CT != b.CT || a.CTDir != b.CTDir {
+			return false
+		}
 	default:
 		return false
 	}

@@ -89,12 +89,12 @@ func TestApplyFailures(t *testing.T) {
 		want string
 	}{
 		{"unsupported rule", func(t *testing.T) *pipeline.Result {
-			res, err := pipeline.TranslateReader("u.nft", strings.NewReader(strings.Replace(inetInput.ruleset(9, 10), "policy accept;", "policy accept;\n\t\tct state established accept", 1)), pipeline.Options{NetNS: ns})
+			res, err := pipeline.TranslateReader("u.nft", strings.NewReader(strings.Replace(inetInput.ruleset(9, 10), "policy accept;", "policy accept;\n\t\tct expiration 5s accept", 1)), pipeline.Options{NetNS: ns})
 			if err != nil || res.Err() == nil {
 				t.Fatalf("premise: the ruleset must translate with a refused rule (%v)", err)
 			}
 			return res
-		}, "ct (connection tracking)"},
+		}, "ct expiration is not supported"},
 		{"verifier", func(t *testing.T) *pipeline.Result {
 			res := translate(t, ns, inetInput.ruleset(9, 10), nil)
 			bad := *res.Programs[1].Program

@@ -179,7 +179,7 @@ table netdev f {
 		name, text string
 		want       []string
 	}{
-		{"unsupported.nft", "flush ruleset\ntable ip t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tct state established accept\n\t}\n}\n",
+		{"unsupported.nft", "flush ruleset\ntable ip t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tct expiration 5s accept\n\t}\n}\n",
 			[]string{"nothing applied", "ct"}},
 		{"syntax.nft", "table ip t {\n\tchain c {\n\t\tudp dport nine drop\n\t}\n}\n", []string{"syntax.nft:3:"}},
 	} {

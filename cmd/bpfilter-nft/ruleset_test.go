@@ -89,7 +89,7 @@ table netdev f {
 
 	// A refused load leaves the running ruleset as it was.
 	bad := filepath.Join(dir, "bad.nft")
-	writeFile(t, bad, "flush ruleset\ntable ip t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tct state established accept\n\t}\n}\n")
+	writeFile(t, bad, "flush ruleset\ntable ip t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tct expiration 5s accept\n\t}\n}\n")
 	if _, errOut, code := cli("-f", bad); code != 1 || !strings.Contains(errOut, "ct") || !strings.Contains(errOut, "nothing applied") {
 		t.Errorf("unsupported load: exit %d, stderr %q", code, errOut)
 	}
