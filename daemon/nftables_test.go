@@ -130,9 +130,8 @@ func TestGoogleNftablesClient(t *testing.T) {
 	// A rule the translator refuses fails the batch with EOPNOTSUPP
 	// and changes nothing.
 	conn.AddRule(&nftables.Rule{Table: tab, Chain: ch, Exprs: []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{2, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Ct{Register: 1, Key: expr.CtKeyEXPIRATION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x88, 0x13, 0, 0}},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}})
 	err = conn.Flush()

@@ -59,13 +59,28 @@ func tableReadsCT(t *ir.Table) bool {
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
 			for _, s := range r.Stmts {
-				if m, ok := s.(*ir.Match); ok && m.Field.Source == ir.SourceCT {
-					return true
+				for _, f := range stmtFields(s) {
+					if f.Source == ir.SourceCT {
+						return true
+					}
 				}
 			}
 		}
 	}
 	return false
+}
+
+// stmtFields returns the fields a statement reads.
+func stmtFields(s ir.Stmt) []ir.Field {
+	switch s := s.(type) {
+	case *ir.Match:
+		return []ir.Field{s.Field}
+	case *ir.Lookup:
+		return s.Key
+	case *ir.VerdictMap:
+		return s.Key
+	}
+	return nil
 }
 
 // nftConn opens an nftables connection in ns (nil: the calling thread's

@@ -105,8 +105,19 @@ func readsCTState(t *ir.Table, c *ir.Chain) bool {
 	for _, ch := range reachable(t, c) {
 		for _, r := range ch.Rules {
 			for _, st := range r.Stmts {
-				if m, ok := st.(*ir.Match); ok && m.Field.Source == ir.SourceCT && (m.Field.CT == ir.CTState || m.Field.CT == ir.CTStatus) {
-					return true
+				var fields []ir.Field
+				switch st := st.(type) {
+				case *ir.Match:
+					fields = []ir.Field{st.Field}
+				case *ir.Lookup:
+					fields = st.Key
+				case *ir.VerdictMap:
+					fields = st.Key
+				}
+				for _, f := range fields {
+					if f.Source == ir.SourceCT && (f.CT == ir.CTState || f.CT == ir.CTStatus) {
+						return true
+					}
 				}
 			}
 		}
