@@ -52,6 +52,10 @@
 // maps in place and keeps programs and links. UpdateSet changes one set's
 // elements the same way.
 //
+// A ruleset that reads conntrack keys needs connection tracking running in
+// its namespace; the loader keeps it running with a small nftables table
+// (see ConntrackTable) for as long as the ruleset needs it.
+//
 // On-disk layout: see package state. A load writes new programs under
 // generation-numbered names and the new manifest as "next" before it
 // switches anything, and renames "next" over "state" once everything is
