@@ -64,6 +64,31 @@ COMMIT
 -A INPUT -p icmp -m comment --comment "the rest" -j DROP
 COMMIT
 `},
+	{"ip-conntrack", nlmsg.FamilyIPv4, "iptables-nft-restore", `*filter
+:INPUT DROP [0:0]
+-A INPUT -m conntrack --ctstate INVALID -j DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT
+-A INPUT -m conntrack --ctstate NEW --ctproto udp --ctorigdstport 53 -j ACCEPT
+-A INPUT -p icmp -m conntrack --ctorigsrc 192.0.2.0/255.255.255.0 --ctdir ORIGINAL -j ACCEPT
+-A INPUT -m conntrack --ctreplsrc 192.0.2.2 --ctreplsrcport 1000:2000 -j ACCEPT
+-A INPUT -p tcp --dport 80 -m conntrack ! --ctstatus SEEN_REPLY --ctproto tcp -j DROP
+-A INPUT -p udp -m conntrack --ctorigdst 192.0.2.2 ! --ctorigsrcport 4000 -j ACCEPT
+-A INPUT -m conntrack --ctstate DNAT -j DROP
+-A INPUT -p tcp -m conntrack ! --ctstate NEW,INVALID -j ACCEPT
+-A INPUT -p udp -m state ! --state NEW -j ACCEPT
+-A INPUT -m conntrack --ctstatus CONFIRMED -p udp --dport 7 -j ACCEPT
+COMMIT
+`},
+	{"ip6-state", nlmsg.FamilyIPv6, "ip6tables-nft-restore", `*filter
+:INPUT DROP [0:0]
+-A INPUT -m state --state INVALID -j DROP
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -m conntrack --ctstate NEW --ctorigdst 2001:db8::2 -j ACCEPT
+-A INPUT -p tcp -m conntrack --ctrepldst 2001:db8::/64 --ctrepldstport 1024:65535 -j ACCEPT
+-A INPUT -p udp -m conntrack --ctstate NEW,UNTRACKED -j ACCEPT
+COMMIT
+`},
 	{"ip6-basic", nlmsg.FamilyIPv6, "ip6tables-nft-restore", `*filter
 :INPUT DROP [0:0]
 :u - [0:0]

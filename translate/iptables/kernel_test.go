@@ -95,6 +95,9 @@ var kernelRules4 = []kernelRule{
 	{"INPUT", "-p tcp -j REJECT --reject-with tcp-reset", ""},
 	{"INPUT", "-j REJECT", ""},
 	{"INPUT", "-j MARK --set-mark 5", ""},
+	{"INPUT", "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", ""},
+	{"INPUT", "-p tcp --dport 22 -m state --state NEW -j ACCEPT", ""},
+	{"INPUT", "-m conntrack --ctproto tcp --ctorigsrc 192.0.2.0/24 --ctorigdstport 22 -j ACCEPT", ""},
 }
 
 var kernelRules6 = []kernelRule{

@@ -16,17 +16,15 @@ import (
 // unsupportedMatches are xtables matches that exist but are not translated,
 // with the reason.
 var unsupportedMatches = map[string]string{
-	"conntrack": "connection tracking is not supported yet",
-	"state":     "connection tracking is not supported yet",
 	"hashlimit": "rate limits (stateful) are not supported yet",
 	"set":       "ipset sets are not supported (no set is provided)",
 	"addrtype":  "address types need a fib lookup, which is not supported",
 	"recent":    "stateful matches are not supported",
-	"connlimit": "connection tracking is not supported yet",
-	"connmark":  "connection tracking is not supported yet",
-	"connbytes": "connection tracking is not supported yet",
-	"connlabel": "connection tracking is not supported yet",
-	"helper":    "connection tracking is not supported yet",
+	"connlimit": "counting connections (ct count) is not supported",
+	"connmark":  "connection marks are not supported yet",
+	"connbytes": "conntrack accounting (ct packets/bytes) is not supported",
+	"connlabel": "conntrack labels are not supported",
+	"helper":    "conntrack helpers are not supported",
 	"quota":     "stateful matches are not supported",
 	"statistic": "stateful matches are not supported",
 	"owner":     "socket owner matches are not supported",
@@ -101,6 +99,10 @@ func newMatch(fam nlmsg.Family, name string) (match, error) {
 		return &macMatch{}, nil
 	case "limit":
 		return &limitMatch{}, nil
+	case "conntrack":
+		return &conntrackMatch{fam: fam}, nil
+	case "state":
+		return &conntrackMatch{fam: fam, state: true}, nil
 	}
 	if reason, ok := unsupportedMatches[name]; ok {
 		return nil, unsupported("-m %s: %s", name, reason)
