@@ -7,11 +7,12 @@
 // the same lifter and code generator as an nft ruleset.
 //
 // Where iptables-nft keeps an xtables match (multiport, iprange, icmp,
-// length, ttl/hl, pkttype, mac), the rule gets the native expressions nft
-// itself emits for the same test (iptables-translate's translation, with the
-// xt match's exact semantics). Comments go into the rule's user data, as
+// length, ttl/hl, pkttype, mac, conntrack, state), the rule gets the native
+// expressions nft itself emits for the same test (iptables-translate's
+// translation, with the xt match's exact semantics; see conntrack.go for
+// the conntrack options refused). Comments go into the rule's user data, as
 // nft stores them. Matches and targets without an exact translation
-// (conntrack, state, limit, set, addrtype, LOG, REJECT, …) and tables other
+// (limit, set, addrtype, LOG, REJECT, …) and tables other
 // than filter are refused with an error wrapping ErrUnsupported that names
 // the line and the option.
 package iptables
