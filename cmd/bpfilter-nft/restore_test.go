@@ -39,7 +39,7 @@ func TestRestoreOffline(t *testing.T) {
 		code             int
 	}{
 		{"bad option", "*filter\n-A INPUT --bogus -j ACCEPT\nCOMMIT\n", "line 2 failed", 2},
-		{"unsupported", "*filter\n-A INPUT -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n", "line 2 failed: unsupported: -m conntrack", 1},
+		{"unsupported", "*filter\n-A INPUT -m conntrack --ctexpire 5 -j ACCEPT\nCOMMIT\n", "line 2 failed: -m conntrack: unsupported: --ctexpire", 1},
 		{"nat", "*nat\nCOMMIT\n", "line 1 failed: unsupported: table nat", 1},
 		{"commit", "*filter\n", "line 2 failed: COMMIT expected", 1},
 	} {
@@ -98,7 +98,7 @@ func TestRestoreApplies(t *testing.T) {
 	send(11, oracle.Accepted)
 
 	bad := filepath.Join(dir, "bad.v4")
-	writeFile(t, bad, "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m state --state NEW -j DROP\nCOMMIT\n")
+	writeFile(t, bad, "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctexpire 5 -j DROP\nCOMMIT\n")
 	if _, errOut, code := cli("restore", bad); code != 1 || !strings.Contains(errOut, "line 3 failed") {
 		t.Errorf("refused restore: exit %d, stderr %q", code, errOut)
 	}

@@ -216,17 +216,17 @@ func (m *conntrackMatch) final(*ruleSpec) error {
 		return fmt.Errorf("conntrack: at least one option is required")
 	}
 	if m.expire {
-		return unsupported("-m conntrack --ctexpire: the remaining lifetime of an entry is not supported")
+		return unsupported("--ctexpire: the remaining lifetime of an entry is not supported")
 	}
 	if m.hasState {
 		nat := m.stateMask & (xtStateSNAT | xtStateDNAT)
 		if nat != 0 && (nat != m.stateMask || m.invState) {
-			return unsupported("-m conntrack --ctstate SNAT/DNAT together with other states, or inverted, has no nf_tables equivalent")
+			return unsupported("--ctstate SNAT/DNAT together with other states, or inverted, has no nf_tables equivalent")
 		}
 		// A packet without an entry is INVALID or UNTRACKED.
 		passes := func(bit uint32) bool { return (m.stateMask&bit != 0) != m.invState }
 		if others && (passes(xtStateInvalid) || passes(xtCTUntracked)) {
-			return unsupported("-m conntrack: a --ctstate test that packets without a conntrack entry pass, together with other options, has no nf_tables equivalent (xt_conntrack skips the other options for them)")
+			return unsupported("a --ctstate test that packets without a conntrack entry pass, together with other options, has no nf_tables equivalent (xt_conntrack skips the other options for them)")
 		}
 	}
 	return nil
