@@ -146,6 +146,10 @@ func TestDebianExamples(t *testing.T) {
 			if res.Err() != nil {
 				return // nothing to load or compare
 			}
+			if len(res.Programs) == 0 {
+				t.Log("every rule translates; the file has no base chain, so nothing runs")
+				return
+			}
 			for _, p := range res.Programs {
 				l, err := p.Program.Load()
 				if err != nil {
