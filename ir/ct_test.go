@@ -1,6 +1,10 @@
 package ir_test
 
-import "github.com/bpfilter-nft/bpfilter-nft/ir"
+import (
+	"testing"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
 
 func ct(k ir.CTKey, dir ir.CTDir, n uint32, ts ...ir.Transform) ir.Field {
 	return ir.Field{Source: ir.SourceCT, CT: k, CTDir: dir, Len: n, Transforms: ts}
@@ -99,3 +103,30 @@ var ctCases = []ruleCase{
 }
 
 func init() { ruleCases = append(ruleCases, ctCases...) }
+
+func TestStmtFields(t *testing.T) {
+	f := ct(ir.CTMark, ir.CTDirNone, 4)
+	g := ct(ir.CTState, ir.CTDirNone, 4)
+	for _, c := range []struct {
+		stmt ir.Stmt
+		want int
+	}{
+		{eq(f, le32(1)), 1},
+		{&ir.Lookup{Key: []ir.Field{f, g}}, 2},
+		{&ir.VerdictMap{Key: []ir.Field{g}}, 1},
+		{&ir.MetaSetMap{Meta: ir.MetaMark, Key: []ir.Field{f}}, 1},
+		{accept, 0},
+		{counter, 0},
+	} {
+		got := ir.StmtFields(c.stmt)
+		if len(got) != c.want {
+			t.Errorf("%T: %d fields, want %d", c.stmt, len(got), c.want)
+			continue
+		}
+		for _, x := range got {
+			if x.Source != ir.SourceCT {
+				t.Errorf("%T: field %+v is not the ct field given", c.stmt, x)
+			}
+		}
+	}
+}

@@ -59,7 +59,7 @@ func tableReadsCT(t *ir.Table) bool {
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
 			for _, s := range r.Stmts {
-				for _, f := range stmtFields(s) {
+				for _, f := range ir.StmtFields(s) {
 					if f.Source == ir.SourceCT {
 						return true
 					}
@@ -68,19 +68,6 @@ func tableReadsCT(t *ir.Table) bool {
 		}
 	}
 	return false
-}
-
-// stmtFields returns the fields a statement reads.
-func stmtFields(s ir.Stmt) []ir.Field {
-	switch s := s.(type) {
-	case *ir.Match:
-		return []ir.Field{s.Field}
-	case *ir.Lookup:
-		return s.Key
-	case *ir.VerdictMap:
-		return s.Key
-	}
-	return nil
 }
 
 // nftConn opens an nftables connection in ns (nil: the calling thread's

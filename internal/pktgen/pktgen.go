@@ -105,16 +105,7 @@ func readsCTState(t *ir.Table, c *ir.Chain) bool {
 	for _, ch := range reachable(t, c) {
 		for _, r := range ch.Rules {
 			for _, st := range r.Stmts {
-				var fields []ir.Field
-				switch st := st.(type) {
-				case *ir.Match:
-					fields = []ir.Field{st.Field}
-				case *ir.Lookup:
-					fields = st.Key
-				case *ir.VerdictMap:
-					fields = st.Key
-				}
-				for _, f := range fields {
+				for _, f := range ir.StmtFields(st) {
 					if f.Source == ir.SourceCT && (f.CT == ir.CTState || f.CT == ir.CTStatus) {
 						return true
 					}
