@@ -91,6 +91,10 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 		var progress func(bench.VethResult)
 		if *verbose {
 			progress = func(r bench.VethResult) {
+				if r.Refused != "" {
+					fmt.Fprintf(stderr, "%s %d rules: refused: %s\n", r.Attach, r.Rules, r.Refused)
+					return
+				}
 				fmt.Fprintf(stderr, "%s %d rules: %.0f pps\n", r.Attach, r.Rules, r.PPS)
 			}
 		}

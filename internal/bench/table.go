@@ -14,9 +14,11 @@ import (
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "type\tkind\tmode\trules\tempty ns\tfirst ns\t×empty\tlast ns\t×empty\tmiss ns\t×empty\tcompile ms\tload ms\tinsns\tverified\tgroups\t")
+	var refused []string
 	for _, r := range results {
 		if r.Refused != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\trefused: %s\t\t\t\t\t\t\t\t\t\t\t\n", r.Type, r.Kind, r.Mode, r.Rules, r.Empty.Nanoseconds(), r.Refused)
+			refused = append(refused, fmt.Sprintf("%s %s %s %d rules: refused: %s", r.Type, r.Kind, r.Mode, r.Rules, r.Refused))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\trefused¹\t-\t-\t-\t-\t-\t%s\t%s\t-\t-\t-\t\n", r.Type, r.Kind, r.Mode, r.Rules, r.Empty.Nanoseconds(), ms(r.Compile), ms(r.Load))
 			continue
 		}
 		first, firstX, last, lastX := "-", "-", "-", "-"
@@ -29,7 +31,15 @@ func WriteTable(w io.Writer, results []Result) error {
 			first, firstX, last, lastX, ns(r.Miss), ratio(r.Ratio(r.Miss)),
 			ms(r.Compile), ms(r.Load), r.Insns, r.Verified, r.Groups)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range refused {
+		if _, err := fmt.Fprintln(w, "¹", r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ns(d time.Duration) string { return fmt.Sprint(d.Nanoseconds()) }
@@ -86,10 +96,14 @@ func WriteVethTable(w io.Writer, results []VethResult) error {
 	var floor float64
 	by := map[int]map[Attach]float64{}
 	var sizes []int
+	var refused []string
 	for _, r := range results {
 		if r.Attach == AttachNone {
 			floor = r.PPS
 			continue
+		}
+		if r.Refused != "" {
+			refused = append(refused, fmt.Sprintf("%s at %d rules: refused: %s", r.Attach, r.Rules, r.Refused))
 		}
 		if by[r.Rules] == nil {
 			by[r.Rules] = map[Attach]float64{}
@@ -121,8 +135,14 @@ func WriteVethTable(w io.Writer, results []VethResult) error {
 		return err
 	}
 	if floor > 0 {
-		_, err := fmt.Fprintf(w, "no filter (nothing attached, the IP layer drops the frame): %.3f Mpps\n", floor/1e6)
-		return err
+		if _, err := fmt.Fprintf(w, "no filter (nothing attached, the IP layer drops the frame): %.3f Mpps\n", floor/1e6); err != nil {
+			return err
+		}
+	}
+	for _, r := range refused {
+		if _, err := fmt.Fprintln(w, r); err != nil {
+			return err
+		}
 	}
 	return nil
 }

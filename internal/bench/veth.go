@@ -49,6 +49,8 @@ type VethResult struct {
 	PPS float64
 	// Frames is how many the receiver processed during the measurement.
 	Frames uint64
+	// Refused is why bpfilter-nft could not compile or load the ruleset.
+	Refused string
 }
 
 // VethConfig says what the end-to-end measurement runs.
@@ -106,6 +108,15 @@ func Veth(cfg VethConfig, progress func(VethResult)) ([]VethResult, error) {
 				continue // the floor does not depend on the ruleset
 			}
 			detach, err := p.attach(a, cfg.Kind, n)
+			var ue *codegen.UnsupportedError
+			if errors.As(err, &ue) {
+				r := VethResult{Attach: a, Rules: n, Refused: ue.Reason}
+				out = append(out, r)
+				if progress != nil {
+					progress(r)
+				}
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s, %d rules: %w", a, n, err)
 			}
