@@ -84,7 +84,7 @@ var vethSeq atomic.Uint32
 // Veth measures, for every size and attach kind, how many frames per
 // second the receiving end of a veth pair processes while the sending end
 // is flooded from one CPU with a frame that no rule matches (the chain's
-// policy drops it). The sender is BPF_PROG_TEST_RUN in live-frame mode
+// policy drops it): the best of three floods of a third of cfg.Time. The sender is BPF_PROG_TEST_RUN in live-frame mode
 // (BPF_F_TEST_XDP_LIVE_FRAMES) with a program that sends every frame out
 // of the sending veth (XDP_TX); the receiving veth has NAPI (GRO) enabled
 // so that it takes such frames. Both ends live in scratch network
@@ -124,12 +124,20 @@ func Veth(cfg VethConfig, progress func(VethResult)) ([]VethResult, error) {
 			if cfg.Sender == SenderPacket {
 				flood = p.floodPacket
 			}
-			frames, d, err := flood(cfg.Time)
-			detach()
-			if err != nil {
-				return nil, fmt.Errorf("%s, %d rules: %w", a, n, err)
+			// The best of three: other work on the machine only ever
+			// slows a measurement down.
+			var r VethResult
+			for round := 0; round < 3; round++ {
+				frames, d, err := flood(cfg.Time / 3)
+				if err != nil {
+					detach()
+					return nil, fmt.Errorf("%s, %d rules: %w", a, n, err)
+				}
+				if pps := float64(frames) / d.Seconds(); pps > r.PPS {
+					r = VethResult{Attach: a, Rules: n, Frames: frames, PPS: pps}
+				}
 			}
-			r := VethResult{Attach: a, Rules: n, Frames: frames, PPS: float64(frames) / d.Seconds()}
+			detach()
 			if a == AttachNone {
 				r.Rules = 0
 			}
