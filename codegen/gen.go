@@ -111,6 +111,15 @@ func (g *gen) unsupported(format string, args ...any) error {
 
 func (g *gen) compile(c *ir.Chain) error {
 	g.base = c
+	if len(c.Rules) == 0 && (g.tgt.Type == TC || c.Base.Policy == ir.VerdictAccept) {
+		// An empty chain decides by its policy alone. Only the XDP,
+		// cgroup_skb and netfilter prologues decide anything (they
+		// accept packets nf_tables never sees), which a drop policy
+		// must not override, so they stay there.
+		g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, c.Base.Policy == ir.VerdictAccept)), asm.Return())
+		g.anns = append(g.anns, Annotation{Start: 0, End: g.b.pos(), Chain: c.Name, Text: "policy"})
+		return nil
+	}
 	start := g.b.pos()
 	if err := g.prologue(); err != nil {
 		return err

@@ -347,3 +347,32 @@ func TestGroupMapBudget(t *testing.T) {
 		t.Errorf("no rule: got %s", vname(v))
 	}
 }
+
+// TestEmptyChain: a chain without rules gives its policy on every program
+// type; where no prologue can decide first (tc, or an accept policy), the
+// program is the policy alone.
+func TestEmptyChain(t *testing.T) {
+	privileged(t)
+	for _, pol := range []ir.VerdictKind{ir.VerdictAccept, ir.VerdictDrop} {
+		for _, fl := range allFlavours(ir.FamilyIPv4) {
+			t.Run(fmt.Sprintf("%s/%s", vname(pol), fl.name), func(t *testing.T) {
+				tab, c := table(fl.fam, fl.hook, pol, nil)
+				tab.Family, c.Base.Hook = fl.fam, fl.hook
+				p, err := Compile(tab, c, fl.tgt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				short := fl.tgt.Type == TC || pol == ir.VerdictAccept
+				if n := len(p.Spec.Instructions); (n == 2) != short {
+					t.Errorf("%d instructions; policy alone: %v", n, short)
+				}
+				l := loadFlavour(t, fl, tab, c)
+				for _, f := range [][]byte{tcp4(22), udp4(53)} {
+					if got := run(t, fl, l, f); got != pol {
+						t.Errorf("frame %x: got %s, want the policy %s", f, vname(got), vname(pol))
+					}
+				}
+			})
+		}
+	}
+}
