@@ -348,10 +348,19 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 	if min < 2 {
 		min = 2
 	}
+	// Every rule is taken apart once; planRun looks at each many times.
+	parsed := make([]parsedRule, len(c.Rules))
+	for i, r := range c.Rules {
+		gr, ok := asGroupRule(r)
+		parsed[i] = parsedRule{gr, ok, ok && groupable(gr)}
+	}
 	plans := map[int]*groupPlan{}
 	for i := 0; i < len(c.Rules); {
-		one := planRun(c.Rules, i, 1)
-		many := planRun(c.Rules, i, maxGroupClasses)
+		one := planRun(parsed, i, 1)
+		var many *groupPlan
+		if one == nil || one.end < len(parsed) {
+			many = planRun(parsed, i, maxGroupClasses)
+		}
 		var p *groupPlan
 		switch {
 		case many != nil && len(many.classes) > 1 && len(many.rules) > len(one.rulesOrNil()) &&
@@ -406,17 +415,25 @@ func (p *groupPlan) rulesOrNil() []groupRule {
 	return p.rules
 }
 
+// parsedRule is a rule taken apart for planning.
+type parsedRule struct {
+	gr groupRule
+	// ok: the rule has the form groups take; groupable: it can also
+	// start a class.
+	ok, groupable bool
+}
+
 // planRun returns the longest run of rules from start that can be
 // grouped in at most maxClasses classes, or nil.
-func planRun(rules []*ir.Rule, start, maxClasses int) *groupPlan {
-	if first, ok := asGroupRule(rules[start]); !ok || !groupable(first) {
+func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
+	if !rules[start].groupable {
 		return nil
 	}
 	p := &groupPlan{start: start}
 	actions := map[string]bool{}
 	hasJump := false
 	for j := start; j < len(rules); j++ {
-		gr, ok := asGroupRule(rules[j])
+		gr, ok := rules[j].gr, rules[j].ok
 		if !ok {
 			break
 		}
@@ -432,7 +449,7 @@ func planRun(rules []*ir.Rule, start, maxClasses int) *groupPlan {
 			// A new shape: a class of its own, unless a jump (whose
 			// return resumes at the next rule, in any class) forbids
 			// more than one.
-			if len(p.classes) == maxClasses || hasJump || !groupable(gr) {
+			if len(p.classes) == maxClasses || hasJump || !rules[j].groupable {
 				break
 			}
 		} else if jump && len(p.classes) > 1 {
