@@ -78,6 +78,9 @@ COMMIT
 -A INPUT -p tcp -m conntrack ! --ctstate NEW,INVALID -j ACCEPT
 -A INPUT -p udp -m state ! --state NEW -j ACCEPT
 -A INPUT -m conntrack --ctstatus CONFIRMED -p udp --dport 7 -j ACCEPT
+-A INPUT -p udp --dport 8 -m connmark --mark 0 -j ACCEPT
+-A INPUT -p udp --dport 9 -m connmark ! --mark 0x10/0xf0 -j ACCEPT
+-A INPUT -p udp --dport 10 -m connmark --mark 0x1/0x0 -j ACCEPT
 COMMIT
 `},
 	{"ip6-state", nlmsg.FamilyIPv6, "ip6tables-nft-restore", `*filter

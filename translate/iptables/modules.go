@@ -21,7 +21,6 @@ var unsupportedMatches = map[string]string{
 	"addrtype":  "address types need a fib lookup, which is not supported",
 	"recent":    "stateful matches are not supported",
 	"connlimit": "counting connections (ct count) is not supported",
-	"connmark":  "connection marks are not supported yet",
 	"connbytes": "conntrack accounting (ct packets/bytes) is not supported",
 	"connlabel": "conntrack labels are not supported",
 	"helper":    "conntrack helpers are not supported",
@@ -103,6 +102,8 @@ func newMatch(fam nlmsg.Family, name string) (match, error) {
 		return &conntrackMatch{fam: fam}, nil
 	case "state":
 		return &conntrackMatch{fam: fam, state: true}, nil
+	case "connmark":
+		return &connmarkMatch{}, nil
 	}
 	if reason, ok := unsupportedMatches[name]; ok {
 		return nil, unsupported("-m %s: %s", name, reason)

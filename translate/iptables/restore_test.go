@@ -62,6 +62,8 @@ func TestRestoreErrors(t *testing.T) {
 		{"bad state", "*filter\n-A INPUT -m state --state SNAT -j ACCEPT\nCOMMIT\n", 2, false, "state"},
 		{"state without --state", "*filter\n-A INPUT -m state -j ACCEPT\nCOMMIT\n", 2, false, "--state"},
 		{"conntrack without options", "*filter\n-A INPUT -m conntrack -j ACCEPT\nCOMMIT\n", 2, false, "at least one option"},
+		{"connmark without --mark", "*filter\n-A INPUT -m connmark -j ACCEPT\nCOMMIT\n", 2, false, "--mark is required"},
+		{"bad connmark", "*filter\n-A INPUT -m connmark --mark 0xfffffffff -j ACCEPT\nCOMMIT\n", 2, false, "connmark"},
 		{"ctproto 0", "*filter\n-A INPUT -m conntrack --ctproto 0 -j ACCEPT\nCOMMIT\n", 2, false, "--ctproto 0"},
 		{"reversed ctorigsrcport", "*filter\n-A INPUT -m conntrack --ctorigsrcport 4:3 -j ACCEPT\nCOMMIT\n", 2, false, "port"},
 		{"limit rate", "*filter\n-A INPUT -m limit --limit 3/fortnight -j ACCEPT\nCOMMIT\n", 2, false, "bad rate"},
