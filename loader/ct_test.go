@@ -360,6 +360,17 @@ type ctTwin struct {
 	ruleset string
 	flows   []ctFlow
 	inject  bool
+	// router puts the ruleset in R's namespace (a forward chain), else
+	// in B's.
+	router bool
+}
+
+// where returns the namespace of tp the ruleset goes to.
+func (c ctTwin) where(tp *topo) *netnstest.NS {
+	if c.router {
+		return tp.r
+	}
+	return tp.b
 }
 
 // run loads the ruleset with BPF in one topology and with the kernel's
@@ -369,7 +380,7 @@ func (c ctTwin) run(t *testing.T) {
 	bpf, kern := newTopo(t), newTopo(t)
 	twins := []*topo{bpf, kern}
 	for _, tp := range twins {
-		if err := tp.b.Sysctl("net.netfilter.nf_conntrack_tcp_loose", "0"); err != nil {
+		if err := c.where(tp).Sysctl("net.netfilter.nf_conntrack_tcp_loose", "0"); err != nil {
 			t.Fatal(err)
 		}
 		for _, v6 := range []bool{false, true} {
@@ -385,18 +396,18 @@ func (c ctTwin) run(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns := netns(t, bpf.b)
+	ns := netns(t, c.where(bpf))
 	st := stateDir(t, ns)
 	if err := Apply(ns, st, translate(t, ns, c.ruleset, nil), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Flush(st); ReleaseConntrack(ns) })
-	if _, err := kern.b.Run(c.ruleset, "nft", "-f", "-"); err != nil {
+	if _, err := c.where(kern).Run(c.ruleset, "nft", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	// The holder table is in B's namespace.
-	if out, err := bpf.b.Run("", "nft", "list", "tables"); err != nil || !strings.Contains(out, "table inet "+ConntrackTable) {
-		t.Fatalf("nft list tables in B: %q, %v; want the %s table", out, err, ConntrackTable)
+	if out, err := c.where(bpf).Run("", "nft", "list", "tables"); err != nil || !strings.Contains(out, "table inet "+ConntrackTable) {
+		t.Fatalf("nft list tables: %q, %v; want the %s table", out, err, ConntrackTable)
 	}
 	// Each flow runs in both twins in turn, so that whatever follows a
 	// flow (closing handshakes) happens at about the same time in both.
@@ -437,7 +448,7 @@ func (c ctTwin) run(t *testing.T) {
 	}
 
 	got, texts := bpfCounters(t, st)
-	want := nftCounters(t, kern.b)
+	want := nftCounters(t, c.where(kern))
 	for chain, rules := range want {
 		if len(got[chain]) != len(rules) {
 			t.Errorf("chain %s: %d rules in BPF, %d in the kernel", chain, len(got[chain]), len(rules))
@@ -466,8 +477,8 @@ func (c ctTwin) run(t *testing.T) {
 	if err := ReleaseConntrack(ns); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := bpf.b.Run("", "nft", "list", "tables"); err != nil || strings.Contains(out, ConntrackTable) {
-		t.Errorf("after flush: nft list tables in B: %q, %v", out, err)
+	if out, err := c.where(bpf).Run("", "nft", "list", "tables"); err != nil || strings.Contains(out, ConntrackTable) {
+		t.Errorf("after flush: nft list tables: %q, %v", out, err)
 	}
 }
 
@@ -475,6 +486,37 @@ func (c ctTwin) run(t *testing.T) {
 // with invalid segments injected.
 func TestConntrackTwin(t *testing.T) {
 	ctTwin{ruleset: ctRuleset, flows: ctFlows, inject: true}.run(t)
+}
+
+// ctRouterRuleset lets B's side (r1) open connections through R and
+// nothing in from A's side but answers: a forward chain.
+const ctRouterRuleset = `table inet gw {
+	chain forward {
+		type filter hook forward priority 0; policy drop;
+		ct state established,related counter accept
+		ct state invalid drop
+		iifname "r1" ct state new ct direction original counter accept
+		ct original ip saddr 192.0.2.1 ct protocol tcp counter
+		ct reply ip daddr 192.0.2.1 meta l4proto udp ct original proto-dst 53 counter
+		ct original ip6 saddr 2001:db8:a::1 meta l4proto tcp ct reply proto-src 22 counter
+	}
+}
+`
+
+// TestConntrackRouter runs a stateful forward chain at the router R.
+func TestConntrackRouter(t *testing.T) {
+	flows := []ctFlow{
+		{name: "B connects to A tcp/8080 (v4)", fromB: true, port: 8080, works: true},
+		{name: "B connects to A tcp/8080 (v6)", v6: true, fromB: true, port: 8080, works: true},
+		{name: "B asks A udp/5353 (v4)", udp: true, fromB: true, port: 5353, works: true},
+		{name: "B asks A udp/5353 (v6)", v6: true, udp: true, fromB: true, port: 5353, works: true},
+		{name: "B pings A (v6)", v6: true, icmp: true, fromB: true, works: true},
+		{name: "A connects to B tcp/22 (v4)", port: 22},
+		{name: "A connects to B tcp/22 (v6)", v6: true, port: 22},
+		{name: "A sends to B udp/53 (v4)", udp: true, port: 53},
+		{name: "A pings B (v4)", icmp: true},
+	}
+	ctTwin{ruleset: ctRouterRuleset, flows: flows, router: true}.run(t)
 }
 
 // workstationNFT is Debian's example workstation ruleset.
