@@ -44,8 +44,11 @@ const (
 
 	rjChunk = 192 // bytes summed per bpf_csum_diff call (the buffer has 4 spare bytes for rounding up)
 
-	rjIHL    = slotT1 // IPv4 header length in bytes
-	rjSummed = slotT2 // skb->ip_summed (tc), or -1 (XDP: unknown)
+	rjIHL       = slotT1     // IPv4 header length in bytes
+	rjSummed    = slotT2     // skb->ip_summed (tc), or -1 (XDP: unknown)
+	rjQLen      = rjHdr + 80 // bytes of the original an ICMP error quotes
+	rjTot       = rjHdr + 88 // IPv4 tot_len of the original, then of the reply
+	rjCsumValid = rjHdr + 96 // skb->csum_valid (tc)
 )
 
 // Checksum states of an skb (include/linux/skbuff.h).
@@ -121,15 +124,16 @@ func (g *gen) rejectNetdev(r *ir.Reject) error {
 	if g.tgt.Type != TC {
 		return g.unsupported("reject: building and sending the reply at %s is not implemented", g.tgt.Type)
 	}
-	if !plan.reset {
-		return g.unsupported("reject: ICMP errors at %s are not implemented", g.tgt.Type)
-	}
 	return g.rejectTC(plan)
 }
 
 // rejectTC emits the reject code of a tc ingress program.
 func (g *gen) rejectTC(plan rejectPlan) error {
 	summed, err := kernelMember("sk_buff", "ip_summed")
+	if err != nil {
+		return err
+	}
+	valid, err := kernelMember("sk_buff", "csum_valid")
 	if err != nil {
 		return err
 	}
@@ -150,6 +154,14 @@ func (g *gen) rejectTC(plan rejectPlan) error {
 	g.b.emit(
 		asm.And.Imm(asm.R0, 3),
 		asm.StoreMem(asm.R10, rjSummed, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R0, asm.R1, valid.Off, asm.Byte),
+	)
+	if valid.BitOff != 0 {
+		g.b.emit(asm.RSh.Imm(asm.R0, int32(valid.BitOff)))
+	}
+	g.b.emit(
+		asm.And.Imm(asm.R0, 1),
+		asm.StoreMem(asm.R10, rjCsumValid, asm.R0, asm.DWord),
 	)
 	if err := g.rejectEthCheck(); err != nil {
 		return err
@@ -168,6 +180,8 @@ func (g *gen) rejectTC(plan rejectPlan) error {
 		if err := g.rejectV4Reset(); err != nil {
 			return err
 		}
+	} else if err := g.rejectV4Unreach(plan.v4Code); err != nil {
+		return err
 	}
 	g.b.label(v6)
 	// IPv6 replies are not built yet: the frame is dropped.
@@ -274,7 +288,8 @@ func (g *gen) rejectV4Reset() error {
 
 	const ip, tcp = rjOut + 14, rjOut + 34
 	g.rejectEthReply(ethPIP)
-	if err := g.rejectIPv4Header(ip, 40, 6); err != nil {
+	g.b.emit(stImm64(asm.R10, rjTot, 40))
+	if err := g.rejectIPv4Header(ip, rjTot, 6); err != nil {
 		return err
 	}
 	// TCP header: ports swapped, doff 5, RST; with the original's ACK the
@@ -373,16 +388,21 @@ func (g *gen) rejectEthReply(ethertype uint16) {
 
 // rejectIPv4Header writes the reply's IPv4 header at off as
 // nf_reject_iphdr_put does (tos 0, id 0, DF, the netns' default TTL,
-// addresses swapped) with total length totLen, and its checksum.
-func (g *gen) rejectIPv4Header(off int16, totLen uint16, proto uint8) error {
+// addresses swapped) with the total length in stack slot totLen, and its
+// checksum.
+func (g *gen) rejectIPv4Header(off, totLen int16, proto uint8) error {
 	if err := g.loadDefaultTTL(asm.R0); err != nil {
 		return err
 	}
 	g.b.emit(
 		asm.Or.Imm(asm.R0, int32(proto)<<8),
 		asm.StoreMem(asm.R10, off+8, asm.R0, asm.Word), // ttl, protocol, check 0
-		stImm32(asm.R10, off, int32(0x45|uint32(totLen>>8)<<16|uint32(totLen&0xff)<<24)),
-		stImm32(asm.R10, off+4, 0x40<<16), // id 0, DF
+		asm.LoadMem(asm.R0, asm.R10, totLen, asm.DWord),
+		asm.BSwap(asm.R0, asm.Half),
+		asm.LSh.Imm(asm.R0, 16),
+		asm.Or.Imm(asm.R0, 0x45),
+		asm.StoreMem(asm.R10, off, asm.R0, asm.Word), // version, ihl, tos 0, tot_len
+		stImm32(asm.R10, off+4, 0x40<<16),            // id 0, DF
 		asm.LoadMem(asm.R0, asm.R10, rjNet+16, asm.Word),
 		asm.StoreMem(asm.R10, off+12, asm.R0, asm.Word),
 		asm.LoadMem(asm.R0, asm.R10, rjNet+12, asm.Word),
@@ -395,6 +415,140 @@ func (g *gen) rejectIPv4Header(off int16, totLen uint16, proto uint8) error {
 		asm.StoreMem(asm.R10, off+10, asm.R0, asm.Half),
 	)
 	return nil
+}
+
+// rejectV4Unreach builds the ICMP destination unreachable error of
+// nf_reject_skb_v4_unreach: it quotes the first min(536, skb->len) bytes
+// of the original from its network header (skb->len before the trim to
+// tot_len, so Ethernet padding is quoted too), after checking the
+// original's checksum unless skb_csum_unnecessary or
+// nf_reject_verify_csum says not to.
+func (g *gen) rejectV4Unreach(code uint8) error {
+	sumOK := g.b.newLabel("rj_sum_ok")
+	verify := g.b.newLabel("rj_verify")
+	noPseudo := g.b.newLabel("rj_nopseudo")
+	pseudoDone := g.b.newLabel("rj_pseudo_done")
+	makePseudo := g.b.newLabel("rj_pseudo")
+	short := g.b.newLabel("rj_short")
+	g.b.emit(
+		asm.LoadMem(asm.R0, asm.R10, rjNet+6, asm.Half),
+		asm.BSwap(asm.R0, asm.Half),
+		asm.And.Imm(asm.R0, 0x1fff), // IP_OFFSET
+		asm.JNE.Imm(asm.R0, 0, labelDrop),
+		// Quote length.
+		asm.LoadMem(asm.R0, asm.R10, slotLen, asm.DWord),
+		asm.JLE.Imm(asm.R0, 536, short),
+		asm.Mov.Imm(asm.R0, 536),
+	)
+	g.b.label(short)
+	g.b.emit(
+		asm.StoreMem(asm.R10, rjQLen, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R0, asm.R10, rjNet+2, asm.Half),
+		asm.BSwap(asm.R0, asm.Half),
+		asm.StoreMem(asm.R10, rjTot, asm.R0, asm.DWord), // skb->len after pskb_trim_rcsum
+		// skb_csum_unnecessary.
+		asm.LoadMem(asm.R0, asm.R10, rjSummed, asm.DWord),
+		asm.JEq.Imm(asm.R0, checksumUnnecessary, sumOK),
+		asm.JEq.Imm(asm.R0, checksumPartial, sumOK),
+		asm.LoadMem(asm.R0, asm.R10, rjCsumValid, asm.DWord),
+		asm.JNE.Imm(asm.R0, 0, sumOK),
+		// nf_reject_verify_csum.
+		asm.LoadMem(asm.R7, asm.R10, rjNet+9, asm.Byte),
+	)
+	for _, p := range []int32{47, 51, 50, 132, 136, 33} { // GRE, AH, ESP, SCTP, UDP-Lite, DCCP
+		g.b.emit(asm.JEq.Imm(asm.R7, p, sumOK))
+	}
+	g.b.emit(
+		asm.JNE.Imm(asm.R7, 17, verify),
+		// UDP: no checksum to check if it is zero (and the header is
+		// there, within tot_len).
+		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
+		asm.Add.Imm(asm.R1, 8),
+		asm.LoadMem(asm.R0, asm.R10, rjTot, asm.DWord),
+		asm.JGT.Reg(asm.R1, asm.R0, verify),
+		asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
+		asm.Add.Reg(asm.R2, asm.R1),
+	)
+	g.loadBytes(rjL4, 8)
+	g.b.emit(
+		asm.JNE.Imm(asm.R0, 0, labelDrop),
+		asm.LoadMem(asm.R0, asm.R10, rjL4+6, asm.Half),
+		asm.JEq.Imm(asm.R0, 0, sumOK),
+	)
+	g.b.label(verify)
+	// nf_ip_checksum over the trimmed skb: a pseudo header for TCP and
+	// UDP, then everything from the network header to tot_len.
+	g.b.emit(
+		stImm64(asm.R10, rjSum, 0),
+		asm.JEq.Imm(asm.R7, 6, makePseudo),
+		asm.JNE.Imm(asm.R7, 17, noPseudo),
+	)
+	g.b.label(makePseudo)
+	g.b.emit(
+		asm.LoadMem(asm.R0, asm.R10, rjNet+12, asm.Word),
+		asm.StoreMem(asm.R10, rjBuf, asm.R0, asm.Word),
+		asm.LoadMem(asm.R0, asm.R10, rjNet+16, asm.Word),
+		asm.StoreMem(asm.R10, rjBuf+4, asm.R0, asm.Word),
+		asm.LoadMem(asm.R0, asm.R10, rjTot, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
+		asm.Sub.Reg(asm.R0, asm.R1),
+		asm.BSwap(asm.R0, asm.Half),
+		asm.LSh.Imm(asm.R0, 16),
+		asm.LSh.Imm(asm.R7, 8),
+		asm.Or.Reg(asm.R0, asm.R7),
+		asm.StoreMem(asm.R10, rjBuf+8, asm.R0, asm.Word),
+	)
+	g.csumStack(rjBuf, 12, -1)
+	g.b.emit(
+		asm.StoreMem(asm.R10, rjSum, asm.R0, asm.DWord),
+		asm.Ja.Label(pseudoDone),
+	)
+	g.b.label(noPseudo)
+	g.b.label(pseudoDone)
+	g.b.emit(
+		asm.LoadMem(asm.R0, asm.R10, slotNH, asm.DWord),
+		asm.StoreMem(asm.R10, rjOff, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R0, asm.R10, rjTot, asm.DWord),
+		asm.StoreMem(asm.R10, rjRem, asm.R0, asm.DWord),
+	)
+	g.csumPacket()
+	g.b.emit(asm.LoadMem(asm.R0, asm.R10, rjSum, asm.DWord))
+	fold16(g.b, asm.R0)
+	g.b.emit(asm.JNE.Imm(asm.R0, 0xffff, labelDrop))
+	g.b.label(sumOK)
+
+	// The sum of the quoted bytes, for the ICMP checksum.
+	g.b.emit(
+		stImm64(asm.R10, rjSum, 0),
+		asm.LoadMem(asm.R0, asm.R10, slotNH, asm.DWord),
+		asm.StoreMem(asm.R10, rjOff, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R0, asm.R10, rjQLen, asm.DWord),
+		asm.StoreMem(asm.R10, rjRem, asm.R0, asm.DWord),
+	)
+	g.csumPacket()
+
+	const ip, icmp = rjOut + 14, rjOut + 34
+	g.rejectEthReply(ethPIP)
+	g.b.emit(
+		asm.LoadMem(asm.R0, asm.R10, rjQLen, asm.DWord),
+		asm.Add.Imm(asm.R0, 28),
+		asm.StoreMem(asm.R10, rjTot, asm.R0, asm.DWord),
+	)
+	if err := g.rejectIPv4Header(ip, rjTot, 1); err != nil {
+		return err
+	}
+	g.b.emit(
+		stImm32(asm.R10, icmp, int32(3|uint32(code)<<8)), // type, code, checksum 0
+		stImm32(asm.R10, icmp+4, 0),
+	)
+	g.csumStack(icmp, 8, rjSum)
+	fold16(g.b, asm.R0)
+	g.b.emit(
+		asm.Xor.Imm(asm.R0, 0xffff),
+		asm.StoreMem(asm.R10, icmp+2, asm.R0, asm.Half),
+	)
+	return g.rejectSendTCQuote(28, 42, rjQLen)
 }
 
 // loadDefaultTTL loads net.ipv4.ip_default_ttl of the device's network
@@ -431,14 +585,48 @@ func (g *gen) loadDefaultTTL(dst asm.Register) error {
 // rejectSendTC turns the frame into the n-byte reply at rjOut and sends
 // it out of the device it came in on.
 func (g *gen) rejectSendTC(n int32) error {
-	noTag := g.b.newLabel("rj_notag")
 	g.b.emit(
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, n),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnSkbChangeTail.Call(),
 		asm.JNE.Imm(asm.R0, 0, labelDrop),
-		// The reply leaves without the VLAN tag the original came with.
+	)
+	g.rejectFinishTC(n)
+	return nil
+}
+
+// rejectSendTCQuote makes room for grow bytes of headers behind the
+// Ethernet header (bpf_skb_adjust_room, BPF_ADJ_ROOM_MAC), so that the
+// original's network header becomes the quote, cuts the frame to hdr
+// bytes of headers and the quote (its length in stack slot qlen), writes
+// the hdr bytes at rjOut over the start and sends it out of the device it
+// came in on.
+func (g *gen) rejectSendTCQuote(grow, hdr int32, qlen int16) error {
+	g.b.emit(
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, grow),
+		asm.Mov.Imm(asm.R3, 1), // BPF_ADJ_ROOM_MAC
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkbAdjustRoom.Call(),
+		asm.JNE.Imm(asm.R0, 0, labelDrop),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMem(asm.R2, asm.R10, qlen, asm.DWord),
+		asm.Add.Imm(asm.R2, hdr),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnSkbChangeTail.Call(),
+		asm.JNE.Imm(asm.R0, 0, labelDrop),
+	)
+	g.rejectFinishTC(hdr)
+	return nil
+}
+
+// rejectFinishTC removes an accelerated VLAN tag (the kernel's reply
+// leaves untagged), writes the first n bytes of the reply from rjOut and
+// redirects the frame to the egress of the device it came in on.
+func (g *gen) rejectFinishTC(n int32) {
+	noTag := g.b.newLabel("rj_notag")
+	g.b.emit(
 		asm.LoadMem(asm.R0, asm.R10, slotVlan, asm.DWord),
 		asm.JEq.Imm(asm.R0, 0, noTag),
 		asm.Mov.Reg(asm.R1, asm.R6),
@@ -460,7 +648,6 @@ func (g *gen) rejectSendTC(n int32) error {
 		asm.FnRedirect.Call(),
 		asm.Return(),
 	)
-	return nil
 }
 
 // csumStack sums n bytes (a multiple of 4) of the stack at off with

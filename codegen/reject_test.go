@@ -73,6 +73,11 @@ func rejectModel(r *ir.Reject, frame []byte, ttl byte) []byte {
 		switch r.Type {
 		case ir.RejectTCPReset:
 			ip4 = modelV4Reset(skb, ihl, ttl)
+		case ir.RejectICMPUnreach:
+			ip4 = modelV4Unreach(skb, ihl, tot, r.Code, ttl)
+		case ir.RejectICMPXUnreach:
+			code := map[uint8]uint8{0: 0, 1: 3, 2: 1, 3: 13}[r.Code]
+			ip4 = modelV4Unreach(skb, ihl, tot, code, ttl)
 		}
 		if ip4 == nil {
 			return nil
@@ -128,6 +133,37 @@ func modelV4Reset(skb []byte, ihl int, ttl byte) []byte {
 	// complete one.
 	binary.BigEndian.PutUint16(th[16:], inetChecksum(pseudo4(skb[16:20], skb[12:16], protoTCP, 20), th))
 	return modelIPv4(skb, protoTCP, ttl, th)
+}
+
+// modelV4Unreach is nf_reject_skb_v4_unreach.
+func modelV4Unreach(skb []byte, ihl, tot int, code, ttl byte) []byte {
+	if binary.BigEndian.Uint16(skb[6:])&0x1fff != 0 {
+		return nil
+	}
+	quote := skb[:min(536, len(skb))] // taken before the trim to tot_len
+	trimmed := skb[:tot]
+	proto := skb[9]
+	verify := true
+	switch proto {
+	case 47, 51, 50, 132, 136, 33:
+		verify = false
+	case protoUDP:
+		if ihl+8 <= tot && binary.BigEndian.Uint16(trimmed[ihl+6:]) == 0 {
+			verify = false
+		}
+	}
+	if verify {
+		var ph []byte
+		if proto == protoTCP || proto == protoUDP {
+			ph = pseudo4(skb[12:16], skb[16:20], proto, tot-ihl)
+		}
+		if inetChecksum(ph, trimmed) != 0 {
+			return nil
+		}
+	}
+	icmp := append([]byte{3, code, 0, 0, 0, 0, 0, 0}, quote...)
+	binary.BigEndian.PutUint16(icmp[2:], inetChecksum(icmp))
+	return modelIPv4(skb, protoICMP, ttl, icmp)
 }
 
 // ---- test frames (with correct checksums) ----
@@ -250,6 +286,55 @@ func rejectV4ResetCases() []rejectCase {
 	}
 }
 
+// l4v4 builds an IPv4 packet of protocol proto around l4, filling in the
+// checksum at l4[sumAt:] (none if sumAt < 0).
+func l4v4(h v4, proto byte, l4 []byte, sumAt int) []byte {
+	l4 = append([]byte{}, l4...)
+	if sumAt >= 0 {
+		var ph []byte
+		if proto == protoTCP || proto == protoUDP {
+			ph = pseudo4(srcV4, dstV4, proto, len(l4))
+		}
+		binary.BigEndian.PutUint16(l4[sumAt:], inetChecksum(ph, l4))
+	}
+	h.proto = proto
+	return ipv4Sum(h.build(l4))
+}
+
+func rejectV4UnreachCases() []rejectCase {
+	dgram := udp(40000, 53, []byte("query"))
+	long := udp(1, 2, bytes.Repeat([]byte{1, 2, 3, 4, 5}, 200))
+	echo := icmp(8, 0, 99)
+	badEcho := l4v4(v4{}, protoICMP, echo, -1)
+	badEcho[20+2] = 0x12
+	syn := tcpSeg{sport: 40000, dport: 80, seq: 1, flags: 0x02}
+	badTCP := syn
+	badTCP.badSum = true
+	badUDP := l4v4(v4{}, protoUDP, dgram, 6)
+	badUDP[len(badUDP)-1] ^= 1
+	return []rejectCase{
+		{"udp", eth(0x0800, l4v4(v4{}, protoUDP, dgram, 6)), true},
+		{"udp-no-checksum", eth(0x0800, l4v4(v4{}, protoUDP, udp(1, 2, []byte("garbage")), -1)), true},
+		{"udp-bad-checksum", eth(0x0800, badUDP), false},
+		{"udp-long-quote-536", eth(0x0800, l4v4(v4{}, protoUDP, long, 6)), true},
+		{"udp-ip-options", eth(0x0800, l4v4(v4{opts: []byte{1, 1, 1, 0}}, protoUDP, dgram, 6)), true},
+		{"udp-ethernet-padding", append(eth(0x0800, l4v4(v4{}, protoUDP, udp(1, 2, nil), 6)), make([]byte, 18)...), true},
+		{"udp-first-fragment-no-checksum", eth(0x0800, l4v4(v4{frag: 0x2000}, protoUDP, dgram, -1)), true},
+		{"udp-fragment", eth(0x0800, l4v4(v4{frag: 0x2000 | 10}, protoUDP, dgram, -1)), false},
+		{"tcp", eth(0x0800, syn.build4(v4{})), true},
+		{"tcp-bad-checksum", eth(0x0800, badTCP.build4(v4{})), false},
+		{"icmp-echo", eth(0x0800, l4v4(v4{}, protoICMP, echo, 2)), true},
+		{"icmp-bad-checksum", eth(0x0800, badEcho), false},
+		{"proto-253", eth(0x0800, l4v4(v4{}, 253, []byte("payload!"), -1)), false},
+		{"proto-253-summing-to-zero", eth(0x0800, l4v4(v4{}, 253, []byte{0xff, 0xff}, -1)), true},
+		{"gre-unchecked", eth(0x0800, l4v4(v4{}, 47, []byte("not really gre"), -1)), true},
+		{"bad-ip-checksum", badIPSum(eth(0x0800, l4v4(v4{}, protoUDP, dgram, 6))), false},
+		{"broadcast", withDst(eth(0x0800, l4v4(v4{}, protoUDP, dgram, 6)), macBcast), false},
+		{"tot-len-beyond-packet", eth(0x0800, ipv4Sum(v4{proto: protoUDP, totLen: 200}.build(dgram))), false},
+		{"arp", eth(0x0806, make([]byte, 28)), false},
+	}
+}
+
 // runReject runs a loaded tc or XDP program on frame and returns the
 // frame it sends back, or nil if it drops the frame.
 func runReject(t *testing.T, fl flavour, l *Loaded, frame []byte) []byte {
@@ -321,6 +406,42 @@ func TestRejectTCPResetV4(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestRejectICMPV4 runs ICMP and ICMPx rejects on tc ingress programs
+// and compares the error sent back with the model's.
+func TestRejectICMPV4(t *testing.T) {
+	privileged(t)
+	ttl := defaultTTL(t)
+	rejects := []*ir.Reject{
+		{Type: ir.RejectICMPUnreach, Code: 3},
+		{Type: ir.RejectICMPUnreach, Code: 1},
+		{Type: ir.RejectICMPUnreach, Code: 13},
+		{Type: ir.RejectICMPXUnreach, Code: 0},
+		{Type: ir.RejectICMPXUnreach, Code: 1},
+		{Type: ir.RejectICMPXUnreach, Code: 2},
+		{Type: ir.RejectICMPXUnreach, Code: 3},
+	}
+	for _, fl := range rejectFlavours() {
+		for _, rj := range rejects {
+			t.Run(fl.name+"/"+strings.ReplaceAll(ir.FormatStmt(ir.FamilyNetdev, rj), " ", "_"), func(t *testing.T) {
+				tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{rule(rj)})
+				l := loadFlavour(t, fl, tab, c)
+				for _, tc := range rejectV4UnreachCases() {
+					t.Run(tc.name, func(t *testing.T) {
+						want := rejectModel(rj, tc.frame, ttl)
+						if (want != nil) != tc.reply {
+							t.Fatalf("model reply %x, case says reply=%v", want, tc.reply)
+						}
+						got := runReject(t, fl, l, tc.frame)
+						if !bytes.Equal(got, want) {
+							t.Errorf("reply\n%x\nwant\n%x", got, want)
+						}
+					})
+				}
+			})
+		}
 	}
 }
 

@@ -266,42 +266,60 @@ func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) {
 	}
 }
 
+// udp4 builds an Ethernet/IPv4/UDP frame from the peer to the fw device.
+func udp4(dport uint16, payload []byte, withSum bool) []byte {
+	uh := binary.BigEndian.AppendUint16(nil, 40000)
+	uh = binary.BigEndian.AppendUint16(uh, dport)
+	uh = binary.BigEndian.AppendUint16(uh, uint16(8+len(payload)))
+	uh = append(append(uh, 0, 0), payload...)
+	if withSum {
+		ph := append(append(append([]byte{}, peerV4...), fwV4...), 0, 17, byte(len(uh)>>8), byte(len(uh)))
+		binary.BigEndian.PutUint16(uh[6:], checksum(ph, uh))
+	}
+	return eth4(17, uh)
+}
+
 // TestRejectTwin sends the same frames to the kernel's nft reject (netdev
 // ingress) and to bpfilter-nft's tcx program for the same ruleset, each in
 // its own namespace pair, and compares what the peers receive byte for
 // byte.
 func TestRejectTwin(t *testing.T) {
 	privtest.Require(t)
-	frames := []struct {
+	type frame struct {
 		name  string
 		frame []byte
-		reply bool
-	}{
-		{"syn", tcp4(80, 0x01020304, 0, 0x02, nil), true},
-		{"ack-data", tcp4(80, 0xfffffff0, 0x55667788, 0x18, []byte("GET / HTTP/1.0\r\n\r\n")), true},
-		{"fin", tcp4(80, 7, 0, 0x01, []byte("bye")), true},
-		{"rst", tcp4(80, 7, 0, 0x04, nil), false},
-		{"other-port", tcp4(81, 7, 0, 0x02, nil), false},
 	}
-	bad := tcp4(80, 1, 0, 0x02, nil)
-	bad[len(bad)-3] ^= 0xff
-	frames = append(frames, struct {
-		name  string
-		frame []byte
-		reply bool
-	}{"bad-checksum", bad, false})
+	badTCP := tcp4(80, 1, 0, 0x02, nil)
+	badTCP[len(badTCP)-3] ^= 0xff
 	badIP := tcp4(80, 1, 0, 0x02, nil)
 	badIP[14+10] ^= 0x40
-	frames = append(frames, struct {
-		name  string
-		frame []byte
-		reply bool
-	}{"bad-ip-checksum", badIP, false})
-
+	badUDP := udp4(53, []byte("query"), true)
+	badUDP[len(badUDP)-1] ^= 1
+	echo := []byte{8, 0, 0, 0, 0, 1, 0, 1, 'p', 'i', 'n', 'g'}
+	binary.BigEndian.PutUint16(echo[2:], checksum(echo))
+	frames := []frame{
+		{"tcp-syn", tcp4(80, 0x01020304, 0, 0x02, nil)},
+		{"tcp-ack-data", tcp4(80, 0xfffffff0, 0x55667788, 0x18, []byte("GET / HTTP/1.0\r\n\r\n"))},
+		{"tcp-fin", tcp4(80, 7, 0, 0x01, []byte("bye"))},
+		{"tcp-rst", tcp4(80, 7, 0, 0x04, nil)},
+		{"tcp-bad-checksum", badTCP},
+		{"tcp-bad-ip-checksum", badIP},
+		{"udp", udp4(53, []byte("query"), true)},
+		{"udp-no-checksum", udp4(53, []byte("query"), false)},
+		{"udp-bad-checksum", badUDP},
+		{"udp-long", udp4(53, bytes.Repeat([]byte("0123456789"), 100), true)},
+		{"udp-padded", append(udp4(53, nil, true), make([]byte, 18)...)},
+		{"icmp-echo", eth4(1, echo)},
+		{"broadcast", append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, udp4(53, []byte("q"), true)[6:]...)},
+	}
 	rulesets := []struct {
 		name, rules string
 	}{
 		{"tcp-reset", "tcp dport 80 reject with tcp reset"},
+		{"icmp-port-unreachable", "reject with icmp type port-unreachable"},
+		{"icmp-admin-prohibited", "reject with icmp type admin-prohibited"},
+		{"icmpx-host-unreachable", "reject with icmpx type host-unreachable"},
+		{"default", "reject"},
 	}
 	for _, rs := range rulesets {
 		t.Run(rs.name, func(t *testing.T) {
@@ -313,6 +331,7 @@ func TestRejectTwin(t *testing.T) {
 				t.Fatal(err)
 			}
 			attachBPF(t, bpf, text(bpf), codegen.TC)
+			replies := 0
 			for _, f := range frames {
 				t.Run(f.name, func(t *testing.T) {
 					want, err := kern.exchange(f.frame, 300*time.Millisecond)
@@ -324,9 +343,7 @@ func TestRejectTwin(t *testing.T) {
 						t.Fatal(err)
 					}
 					t.Logf("kernel: %x", want)
-					if (len(want) > 0) != f.reply {
-						t.Fatalf("kernel sent %d frames, want reply=%v: %x", len(want), f.reply, want)
-					}
+					replies += len(want)
 					if len(got) != len(want) {
 						t.Fatalf("bpfilter-nft sent %d frames %x, kernel %d %x", len(got), got, len(want), want)
 					}
@@ -336,6 +353,9 @@ func TestRejectTwin(t *testing.T) {
 						}
 					}
 				})
+			}
+			if replies == 0 || replies == len(frames) {
+				t.Errorf("the kernel replied to %d of %d frames: the frames do not tell replies from silence", replies, len(frames))
 			}
 		})
 	}
