@@ -54,7 +54,7 @@ func pseudo4(src, dst []byte, proto byte, n int) []byte {
 // sources (net/netfilter/nft_reject_netdev.c,
 // net/ipv4/netfilter/nf_reject_ipv4.c), written here without reference to
 // the code generator.
-func rejectModel(r *ir.Reject, frame []byte, ttl byte) []byte {
+func rejectModel(r *ir.Reject, frame []byte, ttl, hlim byte) []byte {
 	if len(frame) < 14 || frame[0]&1 != 0 {
 		return nil
 	}
@@ -85,8 +85,125 @@ func rejectModel(r *ir.Reject, frame []byte, ttl byte) []byte {
 		out := append(append([]byte{}, frame[6:12]...), frame[0:6]...)
 		out = append(out, 0x08, 0x00)
 		return append(out, ip4...)
+	case ethPIPv6:
+		if len(skb) < 40 || skb[0]>>4 != 6 || int(binary.BigEndian.Uint16(skb[4:]))+40 > len(skb) {
+			return nil
+		}
+		var ip6 []byte
+		switch r.Type {
+		case ir.RejectTCPReset:
+			ip6 = modelV6Reset(skb, hlim)
+		case ir.RejectICMPUnreach:
+			ip6 = modelV6Unreach(skb, r.Code, hlim)
+		case ir.RejectICMPXUnreach:
+			code := map[uint8]uint8{0: 0, 1: 4, 2: 3, 3: 1}[r.Code]
+			ip6 = modelV6Unreach(skb, code, hlim)
+		}
+		if ip6 == nil {
+			return nil
+		}
+		out := append(append([]byte{}, frame[6:12]...), frame[0:6]...)
+		out = append(out, 0x86, 0xdd)
+		return append(out, ip6...)
 	}
 	return nil
+}
+
+func pseudo6(src, dst []byte, proto byte, n int) []byte {
+	p := append(append([]byte{}, src...), dst...)
+	p = binary.BigEndian.AppendUint32(p, uint32(n))
+	return append(p, 0, 0, 0, proto)
+}
+
+// skipExthdr is ipv6_skip_exthdr from the end of the fixed header.
+func skipExthdr(skb []byte) (off int, proto byte, fragOff uint16, ok bool) {
+	off, proto = 40, skb[6]
+	for {
+		switch proto {
+		case 0, 43, 44, 51, 60:
+		case 59:
+			return 0, 0, 0, false
+		default:
+			return off, proto, fragOff, true
+		}
+		if off+2 > len(skb) {
+			return 0, 0, 0, false
+		}
+		var n int
+		switch proto {
+		case 44:
+			if off+4 > len(skb) {
+				return 0, 0, 0, false
+			}
+			fragOff = binary.BigEndian.Uint16(skb[off+2:])
+			if fragOff&^7 != 0 {
+				return off, proto, fragOff, true
+			}
+			n = 8
+		case 51:
+			n = (int(skb[off+1]) + 2) << 2
+		default:
+			n = (int(skb[off+1]) + 1) << 3
+		}
+		proto = skb[off]
+		off += n
+	}
+}
+
+// modelIPv6 is nf_reject_ip6hdr_put with the payload length set.
+func modelIPv6(old []byte, proto, hlim byte, payload []byte) []byte {
+	h := []byte{0x60, 0, 0, 0, 0, 0, proto, hlim}
+	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
+	h = append(h, old[24:40]...)
+	h = append(h, old[8:24]...)
+	return append(h, payload...)
+}
+
+// modelV6Reset is nf_reject_skb_v6_tcp_reset.
+func modelV6Reset(skb []byte, hlim byte) []byte {
+	th, proto, _, ok := skipExthdr(skb)
+	if !ok || th > len(skb) || proto != protoTCP || len(skb)-th < 20 {
+		return nil
+	}
+	oth := skb[th:]
+	if oth[13]&0x04 != 0 {
+		return nil
+	}
+	if inetChecksum(pseudo6(skb[8:24], skb[24:40], protoTCP, len(skb)-th), skb[th:]) != 0 {
+		return nil
+	}
+	nth := modelTCPReset(oth, len(skb)-th)
+	binary.BigEndian.PutUint16(nth[16:], inetChecksum(pseudo6(skb[24:40], skb[8:24], protoTCP, 20), nth))
+	return modelIPv6(skb, protoTCP, hlim, nth)
+}
+
+// modelV6Unreach is nf_reject_skb_v6_unreach.
+func modelV6Unreach(skb []byte, code, hlim byte) []byte {
+	quote := skb[:min(1220, len(skb))]
+	tot := len(skb)
+	if plen := int(binary.BigEndian.Uint16(skb[4:])); plen != 0 {
+		tot = plen + 40
+	}
+	trimmed := skb[:tot]
+	th, proto, fo, ok := skipExthdr(trimmed)
+	if !ok || th >= tot || fo&^7 != 0 {
+		return nil
+	}
+	verify := true
+	switch proto {
+	case 47, 51, 50, 132, 136, 33:
+		verify = false
+	case protoUDP:
+		if th+8 <= tot && binary.BigEndian.Uint16(trimmed[th+6:]) == 0 {
+			verify = false
+		}
+	}
+	if verify && inetChecksum(pseudo6(skb[8:24], skb[24:40], proto, tot-th), trimmed[th:]) != 0 {
+		return nil
+	}
+	icmp := append([]byte{1, code, 0, 0, 0, 0, 0, 0}, quote...)
+	binary.BigEndian.PutUint16(icmp[2:], inetChecksum(pseudo6(skb[24:40], skb[8:24], protoICMPv6, len(icmp)), icmp))
+	return modelIPv6(skb, protoICMPv6, hlim, icmp)
 }
 
 // modelIPv4 is nf_reject_iphdr_put followed by tot_len and ip_send_check.
@@ -115,20 +232,7 @@ func modelV4Reset(skb []byte, ihl int, ttl byte) []byte {
 	if inetChecksum(pseudo4(skb[12:16], skb[16:20], protoTCP, len(skb)-ihl), skb) != 0 {
 		return nil
 	}
-	th := make([]byte, 20)
-	copy(th[0:2], oth[2:4])
-	copy(th[2:4], oth[0:2])
-	th[12] = 5 << 4
-	flags := oth[13]
-	if flags&0x10 != 0 {
-		copy(th[4:8], oth[8:12])
-		th[13] = 0x04
-	} else {
-		ack := binary.BigEndian.Uint32(oth[4:]) + uint32(flags>>1&1) + uint32(flags&1) +
-			uint32(len(skb)-ihl) - uint32(oth[12]>>4)*4
-		binary.BigEndian.PutUint32(th[8:], ack)
-		th[13] = 0x14
-	}
+	th := modelTCPReset(oth, len(skb)-ihl)
 	// The kernel leaves the checksum to the device; the wire carries the
 	// complete one.
 	binary.BigEndian.PutUint16(th[16:], inetChecksum(pseudo4(skb[16:20], skb[12:16], protoTCP, 20), th))
@@ -164,6 +268,26 @@ func modelV4Unreach(skb []byte, ihl, tot int, code, ttl byte) []byte {
 	icmp := append([]byte{3, code, 0, 0, 0, 0, 0, 0}, quote...)
 	binary.BigEndian.PutUint16(icmp[2:], inetChecksum(icmp))
 	return modelIPv4(skb, protoICMP, ttl, icmp)
+}
+
+// modelTCPReset is nf_reject_ip(6)_tcphdr_put without the checksum;
+// otcplen is the original's length from its TCP header to the skb's end.
+func modelTCPReset(oth []byte, otcplen int) []byte {
+	th := make([]byte, 20)
+	copy(th[0:2], oth[2:4])
+	copy(th[2:4], oth[0:2])
+	th[12] = 5 << 4
+	flags := oth[13]
+	if flags&0x10 != 0 {
+		copy(th[4:8], oth[8:12])
+		th[13] = 0x04
+	} else {
+		ack := binary.BigEndian.Uint32(oth[4:]) + uint32(flags>>1&1) + uint32(flags&1) +
+			uint32(otcplen) - uint32(oth[12]>>4)*4
+		binary.BigEndian.PutUint32(th[8:], ack)
+		th[13] = 0x14
+	}
+	return th
 }
 
 // ---- test frames (with correct checksums) ----
@@ -228,10 +352,10 @@ func withDst(frame, mac []byte) []byte {
 	return f
 }
 
-// defaultTTL reads net.ipv4.ip_default_ttl of the test's network namespace.
-func defaultTTL(t *testing.T) byte {
+// sysctlByte reads a sysctl of the test's network namespace.
+func sysctlByte(t *testing.T, path string) byte {
 	t.Helper()
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_default_ttl")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +494,7 @@ func runReject(t *testing.T, fl flavour, l *Loaded, frame []byte) []byte {
 func TestRejectModel(t *testing.T) {
 	syn := tcpSeg{sport: 40000, dport: 80, seq: 0x11223344, flags: 0x02}
 	frame := eth(0x0800, syn.build4(v4{}))
-	got := rejectModel(&ir.Reject{Type: ir.RejectTCPReset}, frame, 64)
+	got := rejectModel(&ir.Reject{Type: ir.RejectTCPReset}, frame, 64, 64)
 	want := []byte{
 		2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, // MACs swapped
 		0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 51, 100, 2, 192, 0, 2, 1,
@@ -383,54 +507,21 @@ func TestRejectModel(t *testing.T) {
 	}
 }
 
-// TestRejectTCPResetV4 runs "reject with tcp reset" on tc ingress
-// programs and compares the frame sent back with the model's.
-func TestRejectTCPResetV4(t *testing.T) {
+// checkRejects runs every reject statement of rejects on every frame of
+// cases through tc ingress programs and compares the frames sent back
+// with the model's.
+func checkRejects(t *testing.T, rejects []*ir.Reject, cases []rejectCase) {
 	privileged(t)
-	ttl := defaultTTL(t)
-	rj := &ir.Reject{Type: ir.RejectTCPReset}
-	for _, fl := range rejectFlavours() {
-		t.Run(fl.name, func(t *testing.T) {
-			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{rule(rj)})
-			l := loadFlavour(t, fl, tab, c)
-			for _, tc := range rejectV4ResetCases() {
-				t.Run(tc.name, func(t *testing.T) {
-					want := rejectModel(rj, tc.frame, ttl)
-					if (want != nil) != tc.reply {
-						t.Fatalf("model reply %x, case says reply=%v", want, tc.reply)
-					}
-					got := runReject(t, fl, l, tc.frame)
-					if !bytes.Equal(got, want) {
-						t.Errorf("reply\n%x\nwant\n%x", got, want)
-					}
-				})
-			}
-		})
-	}
-}
-
-// TestRejectICMPV4 runs ICMP and ICMPx rejects on tc ingress programs
-// and compares the error sent back with the model's.
-func TestRejectICMPV4(t *testing.T) {
-	privileged(t)
-	ttl := defaultTTL(t)
-	rejects := []*ir.Reject{
-		{Type: ir.RejectICMPUnreach, Code: 3},
-		{Type: ir.RejectICMPUnreach, Code: 1},
-		{Type: ir.RejectICMPUnreach, Code: 13},
-		{Type: ir.RejectICMPXUnreach, Code: 0},
-		{Type: ir.RejectICMPXUnreach, Code: 1},
-		{Type: ir.RejectICMPXUnreach, Code: 2},
-		{Type: ir.RejectICMPXUnreach, Code: 3},
-	}
+	ttl := sysctlByte(t, "/proc/sys/net/ipv4/ip_default_ttl")
+	hlim := sysctlByte(t, "/proc/sys/net/ipv6/conf/all/hop_limit")
 	for _, fl := range rejectFlavours() {
 		for _, rj := range rejects {
 			t.Run(fl.name+"/"+strings.ReplaceAll(ir.FormatStmt(ir.FamilyNetdev, rj), " ", "_"), func(t *testing.T) {
 				tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{rule(rj)})
 				l := loadFlavour(t, fl, tab, c)
-				for _, tc := range rejectV4UnreachCases() {
+				for _, tc := range cases {
 					t.Run(tc.name, func(t *testing.T) {
-						want := rejectModel(rj, tc.frame, ttl)
+						want := rejectModel(rj, tc.frame, ttl, hlim)
 						if (want != nil) != tc.reply {
 							t.Fatalf("model reply %x, case says reply=%v", want, tc.reply)
 						}
@@ -442,6 +533,115 @@ func TestRejectICMPV4(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+var icmpRejects = []*ir.Reject{
+	{Type: ir.RejectICMPUnreach, Code: 3},
+	{Type: ir.RejectICMPUnreach, Code: 1},
+	{Type: ir.RejectICMPUnreach, Code: 13},
+	{Type: ir.RejectICMPXUnreach, Code: 0},
+	{Type: ir.RejectICMPXUnreach, Code: 1},
+	{Type: ir.RejectICMPXUnreach, Code: 2},
+	{Type: ir.RejectICMPXUnreach, Code: 3},
+}
+
+// TestRejectTCPResetV4 checks "reject with tcp reset" on IPv4 frames.
+func TestRejectTCPResetV4(t *testing.T) {
+	checkRejects(t, []*ir.Reject{{Type: ir.RejectTCPReset}}, rejectV4ResetCases())
+}
+
+// TestRejectICMPV4 checks ICMP and ICMPx rejects on IPv4 frames.
+func TestRejectICMPV4(t *testing.T) {
+	checkRejects(t, icmpRejects, rejectV4UnreachCases())
+}
+
+// TestRejectTCPResetV6 checks "reject with tcp reset" on IPv6 frames.
+func TestRejectTCPResetV6(t *testing.T) {
+	checkRejects(t, []*ir.Reject{{Type: ir.RejectTCPReset}}, rejectV6ResetCases())
+}
+
+// TestRejectICMPV6 checks ICMP and ICMPx rejects on IPv6 frames (the
+// ICMP codes of "reject with icmp" go unchanged into ICMPv6 errors, as
+// nft_reject_netdev_eval passes them).
+func TestRejectICMPV6(t *testing.T) {
+	checkRejects(t, icmpRejects, rejectV6UnreachCases())
+}
+
+// l4v6 builds an IPv6 packet (with h's extension headers) around l4 of
+// protocol proto, filling in the checksum at l4[sumAt:] (none if sumAt <
+// 0).
+func l4v6(h v6, proto byte, l4 []byte, sumAt int) []byte {
+	l4 = append([]byte{}, l4...)
+	if sumAt >= 0 {
+		binary.BigEndian.PutUint16(l4[sumAt:], inetChecksum(pseudo6(srcV6, dstV6, proto, len(l4)), l4))
+	}
+	if len(h.ext) == 0 {
+		h.nexthdr = proto
+	}
+	return h.build(l4)
+}
+
+func tcpSeg6(s tcpSeg) []byte {
+	// Build the segment through build4 for its bytes, then checksum it
+	// for IPv6.
+	p := s.build4(v4{})
+	th := append([]byte{}, p[20:]...)
+	th[16], th[17] = 0, 0
+	sum := inetChecksum(pseudo6(srcV6, dstV6, protoTCP, len(th)), th)
+	if s.badSum {
+		sum ^= 0x0101
+	}
+	binary.BigEndian.PutUint16(th[16:], sum)
+	return th
+}
+
+func rejectV6ResetCases() []rejectCase {
+	syn := tcpSeg6(tcpSeg{sport: 40000, dport: 80, seq: 0x11223344, flags: 0x02})
+	ack := tcpSeg6(tcpSeg{sport: 40001, dport: 22, seq: 0xfffffff0, ack: 0xa0b0c0d0, flags: 0x18, payload: []byte("hello, world")})
+	rst := tcpSeg6(tcpSeg{sport: 5, dport: 6, flags: 0x04})
+	bad := tcpSeg6(tcpSeg{sport: 40000, dport: 80, flags: 0x02, badSum: true})
+	long := tcpSeg6(tcpSeg{sport: 7, dport: 8, seq: 9, flags: 0x01, payload: bytes.Repeat([]byte{0xa5, 0x5a, 0x01}, 700)})
+	return []rejectCase{
+		{"syn", eth(0x86dd, v6{nexthdr: protoTCP}.build(syn)), true},
+		{"ack-with-data", eth(0x86dd, v6{nexthdr: protoTCP}.build(ack)), true},
+		{"long-fin", eth(0x86dd, v6{nexthdr: protoTCP}.build(long)), true},
+		{"hop-by-hop", eth(0x86dd, v6{nexthdr: 0, ext: [][]byte{ext6(protoTCP, 0)}}.build(syn)), true},
+		{"dest-opts-routing", eth(0x86dd, v6{nexthdr: 60, ext: [][]byte{ext6(43, 1), ext6(protoTCP, 0)}}.build(syn)), true},
+		{"first-fragment", eth(0x86dd, v6{nexthdr: 44, ext: [][]byte{frag6(protoTCP, 0, true)}}.build(syn)), true},
+		{"later-fragment", eth(0x86dd, v6{nexthdr: 44, ext: [][]byte{frag6(protoTCP, 8, false)}}.build(syn)), false},
+		{"no-next-header", eth(0x86dd, v6{nexthdr: 59}.build(syn)), false},
+		{"truncated-ext", eth(0x86dd, v6{nexthdr: 0}.build([]byte{protoTCP})), false},
+		{"rst", eth(0x86dd, v6{nexthdr: protoTCP}.build(rst)), false},
+		{"bad-checksum", eth(0x86dd, v6{nexthdr: protoTCP}.build(bad)), false},
+		{"short-tcp", eth(0x86dd, v6{nexthdr: protoTCP}.build(syn[:19])), false},
+		{"payload-len-beyond", eth(0x86dd, v6{nexthdr: protoTCP, plen: 100}.build(syn)), false},
+		{"ethernet-padding", append(eth(0x86dd, v6{nexthdr: protoTCP}.build(syn)), 0, 0, 0, 0), false},
+		{"udp", eth(0x86dd, l4v6(v6{}, protoUDP, udp(1, 2, []byte("x")), 6)), false},
+		{"multicast", withDst(eth(0x86dd, v6{nexthdr: protoTCP}.build(syn)), []byte{0x33, 0x33, 0, 0, 0, 1}), false},
+	}
+}
+
+func rejectV6UnreachCases() []rejectCase {
+	dgram := udp(40000, 53, []byte("query"))
+	echo := []byte{128, 0, 0, 0, 0, 1, 0, 1, 'p', 'i', 'n', 'g'}
+	badUDP := l4v6(v6{}, protoUDP, dgram, 6)
+	badUDP[len(badUDP)-1] ^= 1
+	return []rejectCase{
+		{"udp", eth(0x86dd, l4v6(v6{}, protoUDP, dgram, 6)), true},
+		{"udp-bad-checksum", eth(0x86dd, badUDP), false},
+		{"udp-zero-checksum", eth(0x86dd, l4v6(v6{}, protoUDP, udp(1, 2, []byte("garbage")), -1)), true},
+		{"udp-long-quote-1220", eth(0x86dd, l4v6(v6{}, protoUDP, udp(1, 2, bytes.Repeat([]byte{9, 8, 7}, 600)), 6)), true},
+		{"udp-ethernet-padding", append(eth(0x86dd, l4v6(v6{}, protoUDP, udp(1, 2, nil), 6)), 1, 2, 3, 4), true},
+		{"udp-hop-by-hop", eth(0x86dd, l4v6(v6{nexthdr: 0, ext: [][]byte{ext6(protoUDP, 0)}}, protoUDP, dgram, 6)), true},
+		{"icmpv6-echo", eth(0x86dd, l4v6(v6{}, protoICMPv6, echo, 2)), true},
+		{"icmpv6-bad-checksum", eth(0x86dd, l4v6(v6{}, protoICMPv6, echo, -1)), false},
+		{"gre-unchecked", eth(0x86dd, l4v6(v6{}, 47, []byte("not really gre"), -1)), true},
+		{"later-fragment", eth(0x86dd, v6{nexthdr: 44, ext: [][]byte{frag6(protoUDP, 8, false)}}.build(dgram)), false},
+		{"no-next-header", eth(0x86dd, v6{nexthdr: 59}.build(dgram)), false},
+		{"tcp", eth(0x86dd, v6{nexthdr: protoTCP}.build(tcpSeg6(tcpSeg{sport: 1, dport: 2, flags: 0x02}))), true},
+		{"payload-len-beyond", eth(0x86dd, v6{nexthdr: protoUDP, plen: 100}.build(dgram)), false},
+		{"multicast", withDst(eth(0x86dd, l4v6(v6{}, protoUDP, dgram, 6)), []byte{0x33, 0x33, 0, 0, 0, 1}), false},
 	}
 }
 

@@ -26,7 +26,41 @@ var (
 	fwMAC   = net.HardwareAddr{0x02, 0xbf, 0, 0, 0, 0x02}
 	peerV4  = []byte{192, 0, 2, 1}
 	fwV4    = []byte{192, 0, 2, 2}
+	peerV6  = []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	fwV6    = []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}
 )
+
+// eth6 builds an Ethernet/IPv6 frame from the peer to the fw device,
+// filling in the checksum of l4 at sumAt (none if negative).
+func eth6(proto byte, l4 []byte, sumAt int) []byte {
+	l4 = append([]byte{}, l4...)
+	if sumAt >= 0 {
+		ph := append(append(append([]byte{}, peerV6...), fwV6...), 0, 0, byte(len(l4)>>8), byte(len(l4)), 0, 0, 0, proto)
+		binary.BigEndian.PutUint16(l4[sumAt:], checksum(ph, l4))
+	}
+	ip := []byte{0x60, 0, 0, 0, byte(len(l4) >> 8), byte(len(l4)), proto, 64}
+	ip = append(append(ip, peerV6...), fwV6...)
+	f := append(append([]byte{}, fwMAC...), peerMAC...)
+	f = append(f, 0x86, 0xdd)
+	return append(append(f, ip...), l4...)
+}
+
+// tcpHdr is a TCP header (checksum 0) and payload.
+func tcpHdr(dport uint16, seq, ack uint32, flags byte, payload []byte) []byte {
+	th := binary.BigEndian.AppendUint16(nil, 40000)
+	th = binary.BigEndian.AppendUint16(th, dport)
+	th = binary.BigEndian.AppendUint32(th, seq)
+	th = binary.BigEndian.AppendUint32(th, ack)
+	th = append(th, 5<<4, flags, 0x20, 0, 0, 0, 0, 0)
+	return append(th, payload...)
+}
+
+func udpHdr(dport uint16, payload []byte) []byte {
+	uh := binary.BigEndian.AppendUint16(nil, 40000)
+	uh = binary.BigEndian.AppendUint16(uh, dport)
+	uh = binary.BigEndian.AppendUint16(uh, uint16(8+len(payload)))
+	return append(append(uh, 0, 0), payload...)
+}
 
 // side is one namespace pair: peer (sends frames, captures replies) and fw
 // (the device with the reject rule) joined by a veth pair.
@@ -67,6 +101,9 @@ func newSide(t *testing.T) *side {
 	}
 	// A TTL other than the usual 64, to see it read from the namespace.
 	if err := s.fw.Sysctl("net.ipv4.ip_default_ttl", "77"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fw.Sysctl("net.ipv6.conf.all.hop_limit", "99"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.peer.RunFiles("", []*os.File{s.fw.File()}, "ip", "link", "add",
@@ -310,6 +347,13 @@ func TestRejectTwin(t *testing.T) {
 		{"udp-long", udp4(53, bytes.Repeat([]byte("0123456789"), 100), true)},
 		{"udp-padded", append(udp4(53, nil, true), make([]byte, 18)...)},
 		{"icmp-echo", eth4(1, echo)},
+		{"tcp6-syn", eth6(6, tcpHdr(80, 0x01020304, 0, 0x02, nil), 16)},
+		{"tcp6-ack-data", eth6(6, tcpHdr(80, 5, 0x55667788, 0x18, []byte("data")), 16)},
+		{"tcp6-bad-checksum", eth6(6, tcpHdr(80, 5, 0, 0x02, nil), -1)},
+		{"udp6", eth6(17, udpHdr(53, []byte("query")), 6)},
+		{"udp6-zero-checksum", eth6(17, udpHdr(53, []byte("query")), -1)},
+		{"udp6-long", eth6(17, udpHdr(53, bytes.Repeat([]byte("0123456789"), 140)), 6)},
+		{"icmpv6-echo", eth6(58, []byte{128, 0, 0, 0, 0, 1, 0, 1, 'p', 'i', 'n', 'g'}, 2)},
 		{"broadcast", append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, udp4(53, []byte("q"), true)[6:]...)},
 	}
 	rulesets := []struct {
