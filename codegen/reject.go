@@ -124,7 +124,7 @@ func (g *gen) rejectNetdev(r *ir.Reject) error {
 		return g.unsupported("%v", err)
 	}
 	if g.tgt.Type != TC {
-		return g.unsupported("reject: building and sending the reply at %s is not implemented", g.tgt.Type)
+		return g.unsupported("reject: an XDP program cannot see skb->ip_summed, which decides whether the kernel checks the original's checksum before it replies (CHECKSUM_UNNECESSARY and CHECKSUM_PARTIAL packets, e.g. locally generated ones crossing a veth, get a reply unchecked), so it cannot tell exactly when the kernel sends one; use tcx (--netdev-backend tc)")
 	}
 	return g.rejectTC(plan)
 }

@@ -664,6 +664,7 @@ func TestRejectRefusedNetdev(t *testing.T) {
 		rj   *ir.Reject
 		want string
 	}{
+		{"xdp", Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, &ir.Reject{Type: ir.RejectTCPReset}, "cannot see skb->ip_summed"},
 		{"tc-egress", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookEgress, ProtoFamily: ir.FamilyNetdev, Egress: true}, &ir.Reject{Type: ir.RejectTCPReset}, "only at the ingress hook"},
 		{"icmpx-code", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, &ir.Reject{Type: ir.RejectICMPXUnreach, Code: 4}, "unknown icmpx code"},
 		{"type", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, &ir.Reject{Type: 9}, "unknown reject type"},
