@@ -10,6 +10,10 @@
 // failing match or a field that nf_tables could not load (NFT_BREAK) jumps to
 // the next rule. User chains reached by jump or goto are inlined at the call
 // site with their own return label, which keeps nft's jump stack semantics.
+// Runs of rules that differ only in the constants they compare are rule
+// groups instead (group.go): one hash lookup per rule shape finds the first
+// matching rule, its counter slot and its verdict (Options.Linear turns
+// them off).
 // Packet bytes are always read with a helper (bpf_xdp_load_bytes,
 // bpf_skb_load_bytes or bpf_dynptr_read), so offsets never need to be proven
 // to the verifier and loads beyond the packet fail exactly where
