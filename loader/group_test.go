@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,82 @@ func TestGroupedCounters(t *testing.T) {
 			for port, want := range map[int]uint64{7: 2 * n, 15: 3 * n, 21: 0, 9: n} {
 				if c := counterOf(t, st, fmt.Sprintf("dport %d counter", port)); c != want {
 					t.Errorf("after reload: counter of the rule for port %d: %d, want %d", port, c, want)
+				}
+			}
+
+			// Only a constant changes (15 becomes 25): the program's
+			// instructions are the same but for the group map, which
+			// must not pass for an unchanged ruleset.
+			changed := append([]int{21}, drop...)
+			for i, p := range changed {
+				if p == 15 {
+					changed[i] = 25
+				}
+			}
+			res = translate(t, ns, c.ruleset(changed...), c.typ)
+			if err := Apply(ns, st, res, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			rc2 := listen(t, tp.b, 25)
+			rc.reset()
+			snd.send(15, n)
+			snd.send(25, n)
+			if got, got25 := rc.settle(), rc2.settle(); got[15] != n || got25[25] != 0 {
+				t.Errorf("after changing 15 to 25: received %d on port 15, %d on 25; want %d, 0", got[15], got25[25], n)
+			}
+			if c := counterOf(t, st, "dport 25 counter"); c != n {
+				t.Errorf("counter of the new rule for port 25: %d, want %d", c, n)
+			}
+		})
+	}
+}
+
+// TestGroupConstantChange reloads a chain whose rule group changes in one
+// constant only and has no counters: the programs' instructions differ
+// only in the group map they refer to, and the reload must still replace
+// the program (a loader that took it for an unchanged ruleset would keep
+// dropping the old port).
+func TestGroupConstantChange(t *testing.T) {
+	ruleset := func(c attachCase, ports []int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "table %s t {\n\tchain c {\n\t\t%s policy accept;\n", c.family, c.header)
+		for _, p := range ports {
+			fmt.Fprintf(&b, "\t\tip daddr %s udp dport %d drop\n", addrB, p)
+		}
+		b.WriteString("\t}\n}\n")
+		return b.String()
+	}
+	before := []int{30, 31, 32, 33, 34, 35, 36, 37, 38, 39}
+	after := []int{30, 31, 32, 33, 34, 45, 36, 37, 38, 39}
+	for _, c := range attachCases {
+		if c.name != "xdp" && c.name != "netfilter input" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			tp := newTopo(t)
+			ns := netns(t, c.where(tp))
+			st := stateDir(t, ns)
+			rc := listen(t, tp.b, 35, 45)
+			snd := dial(t, tp.a)
+			for i, ports := range [][]int{before, after} {
+				res := translate(t, ns, ruleset(c, ports), c.typ)
+				if len(res.Programs) == 0 || len(res.Programs[0].Program.Groups) == 0 {
+					t.Fatal("the ruleset compiled without rule groups")
+				}
+				if err := Apply(ns, st, res, Options{}); err != nil {
+					t.Fatal(err)
+				}
+				rc.reset()
+				const n = 10
+				snd.send(35, n)
+				snd.send(45, n)
+				got := rc.settle()
+				want35, want45 := 0, n
+				if i == 1 {
+					want35, want45 = n, 0
+				}
+				if got[35] != want35 || got[45] != want45 {
+					t.Errorf("ruleset %d: received %d on port 35 and %d on 45, want %d and %d", i, got[35], got[45], want35, want45)
 				}
 			}
 		})
