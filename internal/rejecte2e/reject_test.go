@@ -45,6 +45,14 @@ func eth6(proto byte, l4 []byte, sumAt int) []byte {
 	return append(append(f, ip...), l4...)
 }
 
+// vlanTag inserts an 802.1Q tag into an Ethernet frame: the receiving
+// veth strips it into skb->vlan_tci before the ingress hooks run.
+func vlanTag(f []byte, id uint16) []byte {
+	out := append([]byte{}, f[:12]...)
+	out = append(out, 0x81, 0x00, byte(id>>8), byte(id))
+	return append(out, f[12:]...)
+}
+
 // tcpHdr is a TCP header (checksum 0) and payload.
 func tcpHdr(dport uint16, seq, ack uint32, flags byte, payload []byte) []byte {
 	th := binary.BigEndian.AppendUint16(nil, 40000)
@@ -354,6 +362,8 @@ func TestRejectTwin(t *testing.T) {
 		{"udp6-zero-checksum", eth6(17, udpHdr(53, []byte("query")), -1)},
 		{"udp6-long", eth6(17, udpHdr(53, bytes.Repeat([]byte("0123456789"), 140)), 6)},
 		{"icmpv6-echo", eth6(58, []byte{128, 0, 0, 0, 0, 1, 0, 1, 'p', 'i', 'n', 'g'}, 2)},
+		{"vlan-tcp-syn", vlanTag(tcp4(80, 0x01020304, 0, 0x02, nil), 42)},
+		{"vlan-udp", vlanTag(udp4(53, []byte("query"), true), 42)},
 		{"broadcast", append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, udp4(53, []byte("q"), true)[6:]...)},
 	}
 	rulesets := []struct {
