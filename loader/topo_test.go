@@ -277,15 +277,22 @@ func (rc *receiver) settle() map[int]int {
 // settleAll waits until nothing more arrives and returns the UDP datagrams
 // per port and the tagged packets per sequence number.
 func (rc *receiver) settleAll() (counts map[int]int, seqs map[uint32]int) {
+	// Nothing new for quietFor consecutive polls: one quiet poll is not
+	// enough on a loaded machine, where a veth backlog can stall for
+	// tens of milliseconds.
+	const quietFor = 4
 	var last string
-	for i := 0; i < 50; i++ {
+	quiet := 0
+	for i := 0; i < 150 && quiet < quietFor; i++ {
 		time.Sleep(20 * time.Millisecond)
 		rc.mu.Lock()
 		counts, seqs = maps.Clone(rc.counts), maps.Clone(rc.seqs)
 		rc.mu.Unlock()
 		cur := fmt.Sprint(counts, seqs)
 		if cur == last {
-			break
+			quiet++
+		} else {
+			quiet = 0
 		}
 		last = cur
 	}
