@@ -174,6 +174,7 @@ func (t *logTarget) option(opt string, inv bool, arg func() (string, error)) (bo
 			return true, err
 		}
 		if len(v) > 29 {
+			//lint:ignore ST1005 this is iptables' own message, word for word
 			return true, fmt.Errorf("Maximum prefix length 29 for --log-prefix")
 		}
 		if strings.ContainsRune(v, '\n') {
