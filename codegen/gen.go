@@ -385,7 +385,7 @@ func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
 	if s.Flags&(ir.SetMap|ir.SetObject) != 0 {
 		return g.unsupported("maps are not supported in a set lookup")
 	}
-	if s.Flags&(ir.SetTimeout|ir.SetEval) != 0 {
+	if s.Flags&ir.SetEval != 0 || (s.HasTimeouts() && !InMap(s)) {
 		return g.unsupported("dynamic sets (timeout/dynamic flag) are not supported")
 	}
 	if s.Flags&ir.SetConcat != 0 && s.Flags&ir.SetInterval != 0 {
@@ -419,8 +419,9 @@ func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
 			asm.Add.Imm(asm.R2, keyOff),
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, miss),
-			asm.Ja.Label(hit),
 		)
+		g.expiryCheck(s, miss)
+		g.b.emit(asm.Ja.Label(hit))
 		return nil
 	}
 	for _, e := range s.Elements {

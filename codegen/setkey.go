@@ -156,6 +156,7 @@ func (g *gen) mapLookup(s *ir.Set, miss string) error {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, miss),
 	)
+	g.expiryCheck(s, miss)
 	return nil
 }
 
@@ -169,7 +170,7 @@ func (g *gen) lookup(l *ir.Lookup, fail string) error {
 	if s.Flags&(ir.SetMap|ir.SetObject) != 0 {
 		return g.unsupported("maps are not supported in a set lookup")
 	}
-	if s.Flags&(ir.SetTimeout|ir.SetEval) != 0 {
+	if s.Flags&ir.SetEval != 0 || (s.HasTimeouts() && !InMap(s)) {
 		return g.unsupported("dynamic sets (timeout/dynamic flag) are not supported")
 	}
 	if err := g.loadKey(l.Key, s, fail); err != nil {

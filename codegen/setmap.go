@@ -48,6 +48,9 @@ func InMap(s *ir.Set) bool {
 	if s.Concatenated() && s.Flags&ir.SetInterval != 0 {
 		return IsRangeTable(s) && !isDataMap(s)
 	}
+	if s.HasTimeouts() {
+		return timeoutInMap(s)
+	}
 	return s.Flags&(ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
 }
 
@@ -89,11 +92,15 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 		}
 	}
 	one := []byte{1}
+	now := MonotonicNow()
 	for _, e := range s.Elements {
 		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {
 			return nil, nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
 		}
 		value := one
+		if s.HasTimeouts() {
+			value = timeoutValue(s, e, now)
+		}
 		if isDataMap(s) {
 			if uint32(len(e.Data)) != s.DataLen {
 				return nil, nil, fmt.Errorf("map %s: element %x has no %d-byte value", s.Name, e.Low, s.DataLen)
@@ -128,6 +135,9 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 
 // setValueSize is the value size of the map backing s.
 func setValueSize(s *ir.Set) uint32 {
+	if s.HasTimeouts() {
+		return timeoutValueSize
+	}
 	if s.IsVerdictMap() {
 		return 4
 	}

@@ -285,6 +285,11 @@ type SetElement struct {
 	// Timeout is the element's timeout and Expires the time left until
 	// it expires, in milliseconds, as the kernel reported them (0: none).
 	Timeout, Expires uint64
+	// Deadline, when not 0, is the CLOCK_MONOTONIC time in nanoseconds
+	// at which the element expires, taken from a running set's map (the
+	// map is the source of truth for live elements); 0 means the
+	// element's time counts from when its map is written (Expires).
+	Deadline uint64
 }
 
 // Anonymous reports whether the set is an anonymous (inline) set.

@@ -177,17 +177,23 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 	if s.Flags&SetInterval != 0 {
 		flags = append(flags, "interval")
 	}
+	if s.Flags&SetTimeout != 0 && s.Timeout == 0 {
+		flags = append(flags, "timeout")
+	}
 	if len(flags) > 0 {
 		fmt.Fprintf(b, "\t\tflags %s\n", strings.Join(flags, ","))
 	}
 	if s.Size != 0 && s.Flags&(SetAnonymous|SetConstant) == 0 {
 		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
 	}
+	if s.Timeout != 0 {
+		fmt.Fprintf(b, "\t\ttimeout %s\n", FormatMillis(s.Timeout))
+	}
 	if len(s.Elements) > 0 {
 		p := newPrinter(fam)
 		elems := make([]string, len(s.Elements))
 		for i, e := range s.Elements {
-			elems[i] = p.elementKey(s, parts, e) + p.elementData(s, e)
+			elems[i] = p.elementKey(s, parts, e) + elementTimeouts(e) + p.elementData(s, e)
 		}
 		b.WriteString("\t\telements = { ")
 		count := 0

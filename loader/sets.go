@@ -37,6 +37,9 @@ func SetDigest(s *ir.Set) (string, error) {
 			h.Write([]byte(e.Verdict.String()))
 		}
 		h.Write(e.Data)
+		if s.HasTimeouts() {
+			h.Write(timeoutDigest(s, e))
+		}
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil
@@ -126,10 +129,14 @@ func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen u
 			if err != nil {
 				return sm, fmt.Errorf("table %s %s, set %s: %w", cp.Table.Family, cp.Table.Name, s.Name, err)
 			}
-			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest, Verdicts: verdictNames(s)}
+			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest, Verdicts: verdictNames(s), Timeouts: s.HasTimeouts()}
 			if o, ok := oldByKey[key]; ok && o.Digest == digest && slices.Equal(o.Verdicts, rec.Verdicts) && st.Exists(o.Map) {
 				m, err := ebpf.LoadPinnedMap(st.PinPath(o.Map), nil)
 				if err == nil && fits(m, s) == nil {
+					if err := collectExpired(m, s); err != nil {
+						m.Close()
+						return sm, fmt.Errorf("table %s %s: %w", cp.Table.Family, cp.Table.Name, err)
+					}
 					sm.maps[s] = m
 					rec.Map = o.Map
 					man.Sets = append(man.Sets, rec)

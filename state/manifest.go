@@ -48,6 +48,9 @@ type SetMap struct {
 	// order the programs dispatch on them: elements with other verdicts
 	// need new programs.
 	Verdicts []string `json:"verdicts,omitempty"`
+	// Timeouts is set for a set whose elements expire: its map's values
+	// hold each element's deadline (codegen.TimeoutValue).
+	Timeouts bool `json:"timeouts,omitempty"`
 }
 
 // Rule is a rule's identity and the counter slots of its counter

@@ -113,8 +113,8 @@ func (l *ruleLifter) lookup(e *nlmsg.Lookup) (ir.Stmt, error) {
 	if ps.err != nil {
 		return nil, fmt.Errorf("set %s: %w", setRef(s), ps.err)
 	}
-	if s.Flags&ir.SetTimeout != 0 || ps.msg.Timeout != 0 {
-		return nil, unsupported("sets with timeouts (%s) are not supported yet", setRef(s))
+	if err := timeoutSupported(s); err != nil {
+		return nil, err
 	}
 	if s.Flags&ir.SetEval != 0 {
 		return nil, unsupported("dynamic sets (%s, updated from the packet path) are not supported", setRef(s))
@@ -254,7 +254,12 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 			return nil, fmt.Errorf("element key end of %d bytes in a set of %d-byte keys", len(e.KeyEnd), keyLen)
 		}
 		if e.Timeout != 0 || e.Expiration != 0 {
-			return nil, unsupported("set elements with timeouts")
+			if !s.HasTimeouts() {
+				return nil, unsupported("set elements with timeouts in %s, which has no timeout flag", setRef(s))
+			}
+			if err := timeoutSupported(s); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if s.Flags&ir.SetInterval == 0 {
@@ -263,7 +268,7 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 			if e.Flags&elemIntervalEnd != 0 {
 				return nil, fmt.Errorf("interval end element in a set without the interval flag")
 			}
-			out = append(out, ir.SetElement{Low: e.Key, High: e.Key})
+			out = append(out, ir.SetElement{Low: e.Key, High: e.Key, Timeout: e.Timeout, Expires: e.Expiration})
 		}
 		sortElements(out)
 		return out, nil

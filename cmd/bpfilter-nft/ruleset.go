@@ -119,6 +119,9 @@ func runGlobal(stdout, stderr io.Writer, args []string) int {
 type target struct {
 	ns *nsctx.NetNS
 	st *state.Dir
+	// timeouts, when not nil, says which elements of sets with
+	// timeouts keep their maps' deadlines (see syncTimeouts).
+	timeouts *timeoutSync
 }
 
 func openTarget(g rulesetFlags) (*target, error) {
@@ -214,6 +217,7 @@ func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs 
 	if err != nil {
 		return err
 	}
+	t.timeouts.keepDeadlines(res.Ruleset)
 	cgroup := g.cgroup
 	if cgroup != "" && !filepath.IsAbs(cgroup) {
 		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
@@ -253,6 +257,10 @@ func (t *target) change(stdout io.Writer, g rulesetFlags, name, change string) e
 	}
 	defer unlock()
 	current, err := t.storedText()
+	if err != nil {
+		return err
+	}
+	current, t.timeouts, err = t.syncTimeouts(current)
 	if err != nil {
 		return err
 	}
@@ -365,7 +373,16 @@ func (t *target) live() (*liveRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, snap.States, t.ns.File())
+	l, err := newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, snap.States, t.ns.File())
+	if err != nil || !hasTimeouts(snap.Manifest.Ruleset) {
+		return l, err
+	}
+	live, err := loader.LiveTimeouts(t.st)
+	if err != nil {
+		return nil, err
+	}
+	applyLiveTimeouts(l.rs, live, codegen.MonotonicNow(), nil)
+	return l, nil
 }
 
 // newLiveRuleset parses the stored ruleset text back (nft in a private

@@ -59,6 +59,10 @@ func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, r
 	if err != nil {
 		return err
 	}
+	current, t.timeouts, err = t.syncTimeouts(current)
+	if err != nil {
+		return err
+	}
 	// The command is its own transaction after the running ruleset's, as
 	// with nft (which cannot delete an interval element in the
 	// transaction that adds it).
@@ -91,6 +95,7 @@ func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, r
 	if set == nil || lifted.Err() != nil {
 		return t.applyRuleset(stdout, g, name, rs)
 	}
+	t.timeouts.keepDeadlines(lifted.Ruleset)
 	var text strings.Builder
 	if err := lifted.Ruleset.Print(&text); err != nil {
 		return err

@@ -1,0 +1,110 @@
+package codegen
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// TestTimeoutSetLookup runs lookups in sets with timeouts on every
+// program type: an element matches until its deadline (bpf_ktime_get_ns
+// >= deadline: expired, as nft_set_elem_expired), a deadline of 0 never
+// passes, for one-field and concatenated keys, plain and negated.
+func TestTimeoutSetLookup(t *testing.T) {
+	privileged(t)
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			ports := &ir.Set{Name: "ports", Flags: ir.SetTimeout, KeyType: 13, KeyLen: 2, Timeout: 60000}
+			for _, p := range []uint16{22, 23, 24, 25} {
+				ports.Elements = append(ports.Elements, ir.SetElement{Low: u16(p), High: u16(p), Expires: 60000})
+			}
+			ck := func(port uint16) []byte { return []byte{protoTCP, 0, 0, 0, byte(port >> 8), byte(port), 0, 0} }
+			pairs := &ir.Set{Name: "pairs", Flags: ir.SetTimeout | ir.SetConcat, KeyLen: 8, Fields: []uint32{1, 2}}
+			for _, p := range []uint16{22, 23, 24, 25} {
+				pairs.Elements = append(pairs.Elements, ir.SetElement{Low: ck(p + 1000), High: ck(p + 1000), Timeout: 5000})
+			}
+			key := []ir.Field{nh(9, 1), th(2, 2)}
+			tab, c := table(ir.FamilyIPv4, 0, ir.VerdictAccept, []*ir.Rule{
+				rule(&ir.Match{Field: th(2, 2), Op: ir.OpInSet, Set: ports}, drop),
+				rule(&ir.Match{Field: th(2, 2), Op: ir.OpNotInSet, Set: ports}, &ir.Match{Field: th(2, 2), Op: ir.OpEq, Value: u16(80)}, accept),
+				rule(&ir.Lookup{Key: key, Set: pairs}, drop),
+				rule(&ir.Lookup{Key: key, Set: pairs, Negate: true}, &ir.Match{Field: th(2, 2), Op: ir.OpEq, Value: u16(81)}, drop),
+			})
+			tab.Sets = []*ir.Set{ports, pairs}
+			l := loadFlavour(t, fl, tab, c)
+			now := MonotonicNow()
+			set := func(m *ebpf.Map, k []byte, v TimeoutValue) {
+				t.Helper()
+				if err := m.Put(k, v.bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hour := uint64(time.Hour)
+			// 22: live; 23: expired a second ago; 24: never expires;
+			// 25: expires exactly now (already expired when a packet
+			// runs).
+			for m, k := range map[*ebpf.Map]func(uint16) []byte{l.Sets[ports]: u16, l.Sets[pairs]: func(p uint16) []byte { return ck(p + 1000) }} {
+				set(m, k(22), TimeoutValue{Deadline: now + hour, Timeout: 60000})
+				set(m, k(23), TimeoutValue{Deadline: now - uint64(time.Second), Timeout: 60000})
+				set(m, k(24), TimeoutValue{})
+				set(m, k(25), TimeoutValue{Deadline: now, Timeout: 60000})
+			}
+			for _, tc := range []struct {
+				port uint16
+				want ir.VerdictKind
+			}{
+				{22, ir.VerdictDrop}, {23, ir.VerdictAccept}, {24, ir.VerdictDrop}, {25, ir.VerdictAccept},
+				{1022, ir.VerdictDrop}, {1023, ir.VerdictAccept}, {1024, ir.VerdictDrop}, {1025, ir.VerdictAccept},
+				{80, ir.VerdictAccept}, {81, ir.VerdictDrop}, {26, ir.VerdictAccept},
+			} {
+				if v := run(t, fl, l, tcp4(tc.port)); v != tc.want {
+					t.Errorf("tcp %d: got %s, want %s", tc.port, vname(v), vname(tc.want))
+				}
+			}
+		})
+	}
+}
+
+// TestTimeoutValues checks the map values written for elements with and
+// without timeouts and the set map's layout.
+func TestTimeoutValues(t *testing.T) {
+	s := &ir.Set{Name: "t", Flags: ir.SetTimeout, KeyLen: 2, Timeout: 10000}
+	const now = 1000 * uint64(time.Second)
+	for _, tc := range []struct {
+		name string
+		e    ir.SetElement
+		want TimeoutValue
+	}{
+		{"set default", ir.SetElement{Expires: 9000}, TimeoutValue{now + 9*uint64(time.Second), 10000}},
+		{"own timeout", ir.SetElement{Timeout: 3000, Expires: 2500}, TimeoutValue{now + 2500*uint64(time.Millisecond), 3000}},
+		{"timeout without expiry", ir.SetElement{Timeout: 3000}, TimeoutValue{now + 3*uint64(time.Second), 3000}},
+		{"live deadline kept", ir.SetElement{Timeout: 3000, Expires: 2500, Deadline: 7}, TimeoutValue{7, 3000}},
+		{"never", ir.SetElement{}, TimeoutValue{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := TimeoutOf(s, tc.e, now)
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			back, err := ParseTimeoutValue(got.bytes())
+			if err != nil || back != got {
+				t.Errorf("round trip: %+v, %v", back, err)
+			}
+		})
+	}
+	spec, err := SetMapSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Type != ebpf.Hash || spec.ValueSize != timeoutValueSize {
+		t.Errorf("spec %+v, want a hash map of %d-byte values", spec, timeoutValueSize)
+	}
+	for _, f := range []ir.SetFlags{ir.SetInterval, ir.SetMap, ir.SetEval} {
+		if InMap(&ir.Set{Name: "x", Flags: ir.SetTimeout | f, KeyLen: 4}) {
+			t.Errorf("set with timeouts and flags %#x is backed by a map", f)
+		}
+	}
+}
