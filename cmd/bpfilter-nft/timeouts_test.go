@@ -33,7 +33,8 @@ func parseNftTime(t *testing.T, s string) time.Duration {
 // commands given to both), and compares verdicts and listings before and
 // after elements expire: elements with their own timeout and the set's
 // default, one added by add element, one re-added while live (its timer
-// does not restart, as in nft), and a reload (add rule) after expiry,
+// does not restart, as in nft), one re-added with a shorter timeout (the
+// kernel updates it), and a reload (add rule) after expiry,
 // which must not bring expired elements back.
 func TestSetTimeouts(t *testing.T) {
 	privtest.Require(t)
@@ -64,11 +65,11 @@ func TestSetTimeouts(t *testing.T) {
 	set t {
 		type inet_service
 		flags timeout
-		elements = { 9, 10 timeout 1s, 11 timeout 4s }
+		elements = { 9, 10 timeout 2s, 11 timeout 8s }
 	}
 	set d {
 		type inet_service
-		timeout 1s
+		timeout 2s
 		elements = { 20 }
 	}
 	chain ing {
@@ -147,22 +148,25 @@ func TestSetTimeouts(t *testing.T) {
 	}
 
 	expect("loaded", map[uint16]oracle.Result{9: drp, 10: drp, 11: drp, 20: drp, 12: acc})
-	listings("loaded", "t", "elements = { 9, 10 timeout 1s expires X, 11 timeout 4s expires X }")
+	listings("loaded", "t", "elements = { 9, 10 timeout 2s expires X, 11 timeout 8s expires X }")
 	listings("loaded", "d", "elements = { 20 expires X }")
-	both("add", "element", "netdev", "f", "t", "{", "12", "timeout", "1s", "}")
-	both("add", "element", "netdev", "f", "t", "{", "11", "timeout", "4s", "}")
-	expect("added", map[uint16]oracle.Result{12: drp, 11: drp})
-	listings("added", "t", "12 timeout 1s expires X")
+	both("add", "element", "netdev", "f", "t", "{", "12", "timeout", "2s", "}")
+	both("add", "element", "netdev", "f", "t", "{", "11", "timeout", "8s", "}")
+	// Re-added with another timeout: the kernel (6.10+) updates it.
+	both("add", "element", "netdev", "f", "t", "{", "13", "timeout", "4s", "}")
+	both("add", "element", "netdev", "f", "t", "{", "13", "timeout", "500ms", "}")
+	expect("added", map[uint16]oracle.Result{12: drp, 11: drp, 13: drp})
+	listings("added", "t", "12 timeout 2s expires X")
 
-	time.Sleep(time.Until(start.Add(2 * time.Second)))
-	expect("first expiry", map[uint16]oracle.Result{9: drp, 10: acc, 11: drp, 12: acc, 20: acc})
-	listings("first expiry", "t", "elements = { 9, 11 timeout 4s expires X }")
-	listings("first expiry", "d", "type inet_service\n\t\ttimeout 1s\n\t}")
+	time.Sleep(time.Until(start.Add(4 * time.Second)))
+	expect("first expiry", map[uint16]oracle.Result{9: drp, 10: acc, 11: drp, 12: acc, 13: acc, 20: acc})
+	listings("first expiry", "t", "elements = { 9, 11 timeout 8s expires X }")
+	listings("first expiry", "d", "type inet_service\n\t\ttimeout 2s\n\t}")
 
 	// A reload does not bring expired elements back nor restart 11.
 	both("add", "rule", "netdev", "f", "ing", "udp", "dport", "99", "drop")
 	expect("reloaded", map[uint16]oracle.Result{10: acc, 11: drp, 20: acc, 99: drp})
-	time.Sleep(time.Until(start.Add(4500 * time.Millisecond)))
+	time.Sleep(time.Until(start.Add(9 * time.Second)))
 	expect("second expiry", map[uint16]oracle.Result{9: drp, 11: acc, 10: acc})
 	listings("second expiry", "t", "elements = { 9 }")
 }
