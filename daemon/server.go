@@ -56,6 +56,7 @@ import (
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/state"
@@ -537,11 +538,17 @@ func (s *Server) serve(cn *conn, msgs []netlink.Message, dgram []byte) ([][]byte
 	if wantID != 0 && wantID != RulesetID(snap.Manifest.Ruleset) {
 		return nil, &requestError{errno: unix.ERESTART, msg: "the stored ruleset changed since the batch was computed; fetch it again and retry"}
 	}
-	sess, err := openSession(t.ns, snap.Manifest.Ruleset, s.nft)
+	// Sets with timeouts: replay the elements as their maps hold them.
+	stored, keep, err := settimeouts.Stored(st, snap.Manifest.Ruleset, t.ns.File())
+	if err != nil {
+		return nil, err
+	}
+	sess, err := openSession(t.ns, stored, s.nft)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.close()
+	sess.timeouts = keep
 	replies, err := sess.exchange(dgram)
 	if err != nil {
 		return nil, err
@@ -594,6 +601,7 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 	if err != nil {
 		return &requestError{errno: unix.EOPNOTSUPP, msg: err.Error()}
 	}
+	sess.timeouts.Keep(res.Ruleset)
 	if err := res.Err(); err != nil {
 		return &refusal{rule: firstRefused(res), msg: "nothing applied; these rules cannot be translated exactly: " + err.Error()}
 	}

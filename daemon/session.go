@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
@@ -24,6 +25,9 @@ import (
 type session struct {
 	ns *nsctx.NetNS
 	fd int
+	// timeouts keeps the deadlines of the elements of sets with
+	// timeouts that the client's batch leaves alone.
+	timeouts *settimeouts.Sync
 }
 
 // openSession prepares a session for target with the stored ruleset text

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
@@ -120,8 +121,8 @@ type target struct {
 	ns *nsctx.NetNS
 	st *state.Dir
 	// timeouts, when not nil, says which elements of sets with
-	// timeouts keep their maps' deadlines (see syncTimeouts).
-	timeouts *timeoutSync
+	// timeouts keep their maps' deadlines (see settimeouts.Stored).
+	timeouts *settimeouts.Sync
 }
 
 func openTarget(g rulesetFlags) (*target, error) {
@@ -217,7 +218,7 @@ func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs 
 	if err != nil {
 		return err
 	}
-	t.timeouts.keepDeadlines(res.Ruleset)
+	t.timeouts.Keep(res.Ruleset)
 	cgroup := g.cgroup
 	if cgroup != "" && !filepath.IsAbs(cgroup) {
 		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
@@ -260,7 +261,7 @@ func (t *target) change(stdout io.Writer, g rulesetFlags, name, change string) e
 	if err != nil {
 		return err
 	}
-	current, t.timeouts, err = t.syncTimeouts(current)
+	current, t.timeouts, err = settimeouts.Stored(t.st, current, t.ns.File())
 	if err != nil {
 		return err
 	}
@@ -374,14 +375,14 @@ func (t *target) live() (*liveRuleset, error) {
 		return nil, err
 	}
 	l, err := newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, snap.States, t.ns.File())
-	if err != nil || !hasTimeouts(snap.Manifest.Ruleset) {
+	if err != nil || !settimeouts.Mentioned(snap.Manifest.Ruleset) {
 		return l, err
 	}
 	live, err := loader.LiveTimeouts(t.st)
 	if err != nil {
 		return nil, err
 	}
-	applyLiveTimeouts(l.rs, live, codegen.MonotonicNow(), nil)
+	settimeouts.Apply(l.rs, live, codegen.MonotonicNow(), nil)
 	return l, nil
 }
 

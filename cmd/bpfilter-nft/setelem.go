@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/translate"
@@ -59,7 +60,7 @@ func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, r
 	if err != nil {
 		return err
 	}
-	current, t.timeouts, err = t.syncTimeouts(current)
+	current, t.timeouts, err = settimeouts.Stored(t.st, current, t.ns.File())
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func (t *target) changeSet(stdout io.Writer, g rulesetFlags, name, cmd string, r
 	if set == nil || lifted.Err() != nil {
 		return t.applyRuleset(stdout, g, name, rs)
 	}
-	t.timeouts.keepDeadlines(lifted.Ruleset)
+	t.timeouts.Keep(lifted.Ruleset)
 	var text strings.Builder
 	if err := lifted.Ruleset.Print(&text); err != nil {
 		return err

@@ -65,11 +65,11 @@ func TestSetTimeouts(t *testing.T) {
 	set t {
 		type inet_service
 		flags timeout
-		elements = { 9, 10 timeout 2s, 11 timeout 8s }
+		elements = { 9, 10 timeout 4s, 11 timeout 12s }
 	}
 	set d {
 		type inet_service
-		timeout 2s
+		timeout 4s
 		elements = { 20 }
 	}
 	chain ing {
@@ -148,25 +148,25 @@ func TestSetTimeouts(t *testing.T) {
 	}
 
 	expect("loaded", map[uint16]oracle.Result{9: drp, 10: drp, 11: drp, 20: drp, 12: acc})
-	listings("loaded", "t", "elements = { 9, 10 timeout 2s expires X, 11 timeout 8s expires X }")
+	listings("loaded", "t", "elements = { 9, 10 timeout 4s expires X, 11 timeout 12s expires X }")
 	listings("loaded", "d", "elements = { 20 expires X }")
-	both("add", "element", "netdev", "f", "t", "{", "12", "timeout", "2s", "}")
-	both("add", "element", "netdev", "f", "t", "{", "11", "timeout", "8s", "}")
+	both("add", "element", "netdev", "f", "t", "{", "12", "timeout", "3s", "}")
+	both("add", "element", "netdev", "f", "t", "{", "11", "timeout", "12s", "}")
+	expect("added", map[uint16]oracle.Result{12: drp, 11: drp})
+	listings("added", "t", "12 timeout 3s expires X")
 	// Re-added with another timeout: the kernel (6.10+) updates it.
-	both("add", "element", "netdev", "f", "t", "{", "13", "timeout", "4s", "}")
+	both("add", "element", "netdev", "f", "t", "{", "13", "timeout", "8s", "}")
 	both("add", "element", "netdev", "f", "t", "{", "13", "timeout", "500ms", "}")
-	expect("added", map[uint16]oracle.Result{12: drp, 11: drp, 13: drp})
-	listings("added", "t", "12 timeout 2s expires X")
 
-	time.Sleep(time.Until(start.Add(4 * time.Second)))
+	time.Sleep(time.Until(start.Add(6500 * time.Millisecond)))
 	expect("first expiry", map[uint16]oracle.Result{9: drp, 10: acc, 11: drp, 12: acc, 13: acc, 20: acc})
-	listings("first expiry", "t", "elements = { 9, 11 timeout 8s expires X }")
-	listings("first expiry", "d", "type inet_service\n\t\ttimeout 2s\n\t}")
+	listings("first expiry", "t", "elements = { 9, 11 timeout 12s expires X }")
+	listings("first expiry", "d", "type inet_service\n\t\ttimeout 4s\n\t}")
 
 	// A reload does not bring expired elements back nor restart 11.
 	both("add", "rule", "netdev", "f", "ing", "udp", "dport", "99", "drop")
 	expect("reloaded", map[uint16]oracle.Result{10: acc, 11: drp, 20: acc, 99: drp})
-	time.Sleep(time.Until(start.Add(9 * time.Second)))
+	time.Sleep(time.Until(start.Add(13 * time.Second)))
 	expect("second expiry", map[uint16]oracle.Result{9: drp, 11: acc, 10: acc})
 	listings("second expiry", "t", "elements = { 9 }")
 }
