@@ -168,6 +168,10 @@ type CounterSlot struct {
 	Chain  string
 	Handle uint64
 	Stmt   int
+	// Object, in a state slot, is the identity (ir.Object.Identity) of
+	// the named object of the program's table the slot belongs to;
+	// Chain, Handle and Stmt are then zero.
+	Object string
 }
 
 // Annotation maps an instruction range to the rule it came from.

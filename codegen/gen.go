@@ -182,7 +182,7 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				}
 			case *ir.Counter:
 				g.counter(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: i})
-			case *ir.Limit, *ir.Quota, *ir.Log, *ir.MetaSet, *ir.Reject:
+			case *ir.Limit, *ir.Quota, *ir.Log, *ir.MetaSet, *ir.Reject, *ir.ObjRef:
 				if err := g.statement(c.Name, r, i, s, next); err != nil {
 					return err
 				}

@@ -68,7 +68,7 @@ func TestCounters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []CounterSlot{{"base", r1.Handle, 0}, {"base", r1.Handle, 2}}
+			want := []CounterSlot{{Chain: "base", Handle: r1.Handle, Stmt: 0}, {Chain: "base", Handle: r1.Handle, Stmt: 2}}
 			if fmt.Sprint(p.CounterSlots) != fmt.Sprint(want) {
 				t.Fatalf("slots %v, want %v", p.CounterSlots, want)
 			}

@@ -105,6 +105,8 @@ func (g *gen) statement(chain string, r *ir.Rule, i int, s ir.Stmt, next string)
 		return g.metaSet(s)
 	case *ir.Reject:
 		return g.reject(s)
+	case *ir.ObjRef:
+		return g.objRef(s, next)
 	}
 	return g.unsupported("statement type %T is not supported", s)
 }

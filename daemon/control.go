@@ -63,6 +63,9 @@ type RulesetInfo struct {
 	// States holds the live state of each rule's limit and quota
 	// statements.
 	States [][]codegen.StateValue `json:"states,omitempty"`
+	// Objects holds the live state of each named object, by
+	// loader.ObjectStateID.
+	Objects map[string]codegen.StateValue `json:"objects,omitempty"`
 }
 
 // RulesetID is the RulesetInfo.ID of a stored ruleset text: a hash of
@@ -105,7 +108,7 @@ func (s *Server) getRuleset(cn *conn) (*RulesetInfo, error) {
 		}
 	}
 	return &RulesetInfo{Ruleset: snap.Manifest.Ruleset, ID: RulesetID(snap.Manifest.Ruleset),
-		Rules: snap.Manifest.Rules, Counters: snap.Counters, States: snap.States}, nil
+		Rules: snap.Manifest.Rules, Counters: snap.Counters, States: snap.States, Objects: snap.Objects}, nil
 }
 
 // batchRulesetID removes BatchAttrRulesetID from a batch's

@@ -44,7 +44,7 @@ func formatRule(fam Family, r *Rule, opts ruleOptions) string {
 		if q, ok := s.(*Quota); ok && opts.quota != nil {
 			if used, ok := opts.quota(i); ok {
 				live := *q
-				live.Used = used
+				live.Used = q.Listed(used)
 				parts = append(parts, live.String())
 				continue
 			}
@@ -118,6 +118,8 @@ func (p *printer) stmt(s Stmt) string {
 		return formatStateful(s)
 	case *Reject:
 		return p.reject(s)
+	case *ObjRef:
+		return s.String()
 	}
 	return fmt.Sprintf("%T", s)
 }

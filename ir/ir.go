@@ -49,6 +49,8 @@ type Table struct {
 	Flags  uint32
 	Chains []*Chain
 	Sets   []*Set
+	// Objects are the table's named stateful objects, in load order.
+	Objects []*Object
 }
 
 // Chain is a base chain (Base != nil) or a user chain.
@@ -392,7 +394,7 @@ func (*MetaSet) isStmt() {}
 // register load must not be moved across.
 func Stateful(s Stmt) bool {
 	switch s.(type) {
-	case *Counter, *Limit, *Quota, *Log, *MetaSet, *Reject, *MetaSetMap:
+	case *Counter, *Limit, *Quota, *Log, *MetaSet, *Reject, *MetaSetMap, *ObjRef:
 		return true
 	}
 	return false

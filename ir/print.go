@@ -68,6 +68,9 @@ type PrintOptions struct {
 	// Quotas, when set, gives the bytes consumed so far by the quota
 	// statement stmt of a rule; they print as "used N".
 	Quotas func(chain string, handle uint64, stmt int) (used uint64, ok bool)
+	// Objects, when set, gives the live state of a named object of the
+	// table; counters print it as "packets N bytes M", quotas as "used N".
+	Objects func(fam Family, table string, o *Object) (ObjectState, bool)
 }
 
 // Print writes the ruleset in nft syntax, as `nft list ruleset` would.
@@ -112,6 +115,15 @@ func (t *Table) PrintWith(w io.Writer, opts PrintOptions) error {
 		}
 		sep()
 		printSet(&b, t.Family, s)
+	}
+	for _, o := range t.Objects {
+		sep()
+		if opts.Objects != nil {
+			if st, ok := opts.Objects(t.Family, t.Name, o); ok {
+				o = o.Live(st)
+			}
+		}
+		PrintObject(&b, o)
 	}
 	for _, c := range t.Chains {
 		sep()

@@ -904,6 +904,9 @@ type Snapshot struct {
 	// States holds, for each of Manifest.Rules, the state of its limit
 	// and quota statements in order (nil when no rule has any).
 	States [][]codegen.StateValue
+	// Objects holds the state of each named object, by ObjectStateID
+	// (nil when there is none).
+	Objects map[string]codegen.StateValue
 	// Interrupted is true when a load was interrupted (the process died
 	// in the middle of Apply): some attach points may run that load's
 	// programs until the next Apply or Flush repairs the state.
@@ -940,6 +943,9 @@ func Load(st *state.Dir) (*Snapshot, error) {
 		s.Counters = append(s.Counters, vals)
 	}
 	if s.States, err = readStates(st, m); err != nil {
+		return nil, err
+	}
+	if s.Objects, err = readObjectStates(st, m); err != nil {
 		return nil, err
 	}
 	return s, nil

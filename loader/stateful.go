@@ -82,7 +82,23 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 	next := uint32(0)
 	var maxSlot uint32
 	logs := false
+	byObj := map[objectKey]uint32{}
 	for _, t := range res.Ruleset.Tables {
+		for _, o := range t.Objects {
+			id := ObjectStateID(t.Family, t.Name, o)
+			slot, ok := old.State.Slots[id]
+			if !ok {
+				for inUse[next] {
+					next++
+				}
+				slot = next
+				inUse[slot] = true
+				sm.fresh = append(sm.fresh, slot)
+			}
+			man.State.Slots[id] = slot
+			byObj[objectKey{t.Family, t.Name, o.Identity()}] = slot
+			maxSlot = max(maxSlot, slot+1)
+		}
 		for _, c := range t.Chains {
 			occ := map[string]int{}
 			for _, r := range c.Rules {
@@ -129,6 +145,14 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 		fam, table := p.cp.Table.Family, p.cp.Table.Name
 		p.stateSlots = nil
 		for _, ss := range p.cp.Program.StateSlots {
+			if ss.Object != "" {
+				slot, ok := objectSlotOf(byObj, fam, table, ss)
+				if !ok {
+					return nil, fmt.Errorf("%s: object %s has no state slot", p.describe(), ss.Object)
+				}
+				p.stateSlots = append(p.stateSlots, slot)
+				continue
+			}
 			slot, ok := byStmt[ruleKey{fam, table, ss.Chain, ss.Handle}][ss.Stmt]
 			if !ok {
 				return nil, fmt.Errorf("%s: statement %d of rule %s handle %d has no state slot", p.describe(), ss.Stmt, ss.Chain, ss.Handle)

@@ -65,6 +65,7 @@ type ruleLifter struct {
 	family ir.Family
 	sets   map[string]*pendingSet
 	chains map[string]*ir.Chain
+	table  *ir.Table // for named objects (objref)
 	regs   [reg32Count]*regValue
 	// cur and curKind are the expression being lifted.
 	cur     int
@@ -175,6 +176,9 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 	case *nlmsg.Ct:
 		return nil, l.ct(e)
 	case *nlmsg.Opaque:
+		if e.Name == "objref" {
+			return l.objref(e)
+		}
 		if s, ok, err := statefulExpr(e); ok {
 			return s, err
 		}

@@ -135,6 +135,17 @@ func Lift(rs *nlmsg.Ruleset) (*Result, error) {
 		}
 		ps.elems = append(ps.elems, e.Elems...)
 	}
+	for _, o := range rs.Objs {
+		it, ok := tables[tkey{o.Family, o.Table}]
+		if !ok {
+			return nil, fmt.Errorf("object %s: table %s %s not found", o.Name, FamilyName(ir.Family(o.Family)), o.Table)
+		}
+		obj, err := liftObject(o)
+		if err != nil {
+			return nil, fmt.Errorf("table %s %s, object %s: %w", FamilyName(it.Family), it.Name, o.Name, err)
+		}
+		it.Objects = append(it.Objects, obj)
+	}
 	for k, byName := range sets {
 		for _, ps := range byName {
 			ps.finish(chains[k])
@@ -150,7 +161,7 @@ func Lift(rs *nlmsg.Ruleset) (*Result, error) {
 		if !ok {
 			return nil, fmt.Errorf("rule handle %d: chain %s not found in table %s %s", r.Handle, r.Chain, FamilyName(it.Family), it.Name)
 		}
-		lr := &ruleLifter{family: it.Family, sets: sets[k], chains: chains[k]}
+		lr := &ruleLifter{family: it.Family, sets: sets[k], chains: chains[k], table: it}
 		rule, err := lr.lift(r)
 		if err != nil {
 			re := &RuleError{

@@ -73,7 +73,7 @@ in this process's network namespace (or --netns/--pid); otherwise, or with
 `
 
 func init() {
-	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | set|map [FAMILY] TABLE NAME | sets|maps [FAMILY] | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
+	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | set|map [FAMILY] TABLE NAME | sets|maps [FAMILY] | counters|quotas|limits [table FAMILY NAME] | counter|quota|limit FAMILY TABLE NAME | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
 	for _, verb := range []string{"add", "insert", "delete", "replace", "create", "flush"} {
 		register(&command{name: verb, args: "nft command arguments", summary: "edit the running ruleset (nft syntax): " + verb + " …", run: runEdit(verb)})
 	}
@@ -310,8 +310,9 @@ func runList(stdout, stderr io.Writer, args []string) error {
 	}
 	var family, table string
 	sl, isSetListing := parseSetListing(fs.Args())
+	ol, isObjectListing := parseObjectListing(fs.Args())
 	switch {
-	case isSetListing:
+	case isSetListing, isObjectListing:
 	case fs.NArg() == 1 && (fs.Arg(0) == "namespaces" || fs.Arg(0) == "objects"):
 		return runListDaemon(stdout, fs.Arg(0))
 	case fs.NArg() == 1 && fs.Arg(0) == "ruleset":
@@ -325,13 +326,16 @@ func runList(stdout, stderr io.Writer, args []string) error {
 		if isSetListing {
 			return sl.print(stdout, live.rs)
 		}
+		if isObjectListing {
+			return ol.print(stdout, live)
+		}
 		if family != "" && live.table(family, table) == nil {
 			return fmt.Errorf("table %s %s: no such table", family, table)
 		}
 		if g.json {
 			return live.writeJSON(stdout, ns, family, table)
 		}
-		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter, Quotas: live.quota}
+		opts := ir.PrintOptions{Handles: g.handles, Counters: live.counter, Quotas: live.quota, Objects: live.objectState}
 		if family != "" {
 			return live.table(family, table).PrintWith(stdout, opts)
 		}
@@ -362,6 +366,8 @@ type liveRuleset struct {
 	counters map[ruleID][]codegen.CounterValue
 	// states holds the state of each rule's limit and quota statements.
 	states map[ruleID][]codegen.StateValue
+	// objects holds the state of each named object (loader.ObjectStateID).
+	objects map[string]codegen.StateValue
 }
 
 type ruleID struct {
@@ -375,8 +381,12 @@ func (t *target) live() (*liveRuleset, error) {
 		return nil, err
 	}
 	l, err := newLiveRuleset(snap.Manifest.Ruleset, snap.Manifest.Rules, snap.Counters, snap.States, t.ns.File())
-	if err != nil || !settimeouts.Mentioned(snap.Manifest.Ruleset) {
-		return l, err
+	if err != nil {
+		return nil, err
+	}
+	l.objects = snap.Objects
+	if !settimeouts.Mentioned(snap.Manifest.Ruleset) {
+		return l, nil
 	}
 	live, err := loader.LiveTimeouts(t.st)
 	if err != nil {

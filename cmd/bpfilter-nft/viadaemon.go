@@ -162,7 +162,12 @@ func (d *daemonTarget) live() (*liveRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLiveRuleset(info.Ruleset, info.Rules, info.Counters, info.States, d.ns.File())
+	l, err := newLiveRuleset(info.Ruleset, info.Rules, info.Counters, info.States, d.ns.File())
+	if err != nil {
+		return nil, err
+	}
+	l.objects = info.Objects
+	return l, nil
 }
 
 // replaceBatch is the nf_tables batch that makes rs (nil: nothing) the

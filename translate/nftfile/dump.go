@@ -12,9 +12,9 @@ import (
 
 // DumpNetNS dumps and decodes the nf_tables ruleset of network namespace ns
 // (nil = the caller's): tables, chains, sets, the elements of every set
-// (anonymous ones included) and rules, in that order. Stateful objects and
-// flowtables are not supported yet: if the namespace has any, DumpNetNS
-// returns an error naming them.
+// (anonymous ones included), named stateful objects and rules, in that
+// order. Flowtables are not supported yet: if the namespace has any,
+// DumpNetNS returns an error naming them.
 func DumpNetNS(ns *os.File) (*nlmsg.Ruleset, error) {
 	msgs, err := DumpMessages(ns)
 	if err != nil {
@@ -73,23 +73,21 @@ func DumpMessages(ns *os.File) ([]netlink.Message, error) {
 			}
 		}
 	}
-	m, err := dumpReq(c, unix.NFT_MSG_GETRULE, unix.NFPROTO_UNSPEC, nil)
-	if err != nil {
-		return nil, err
-	}
-	msgs = append(msgs, m...)
-
-	for _, u := range []struct {
-		msg  uint16
-		what string
-	}{{unix.NFT_MSG_GETOBJ, "stateful object"}, {unix.NFT_MSG_GETFLOWTABLE, "flowtable"}} {
-		m, err := dumpReq(c, u.msg, unix.NFPROTO_UNSPEC, nil)
+	// Named stateful objects come before the rules that refer to them.
+	for _, t := range []uint16{unix.NFT_MSG_GETOBJ, unix.NFT_MSG_GETRULE} {
+		m, err := dumpReq(c, t, unix.NFPROTO_UNSPEC, nil)
 		if err != nil {
 			return nil, err
 		}
-		if names := objectNames(m); len(names) > 0 {
-			return nil, fmt.Errorf("%ss are not supported: %v", u.what, names)
-		}
+		msgs = append(msgs, m...)
+	}
+
+	m, err := dumpReq(c, unix.NFT_MSG_GETFLOWTABLE, unix.NFPROTO_UNSPEC, nil)
+	if err != nil {
+		return nil, err
+	}
+	if names := objectNames(m); len(names) > 0 {
+		return nil, fmt.Errorf("flowtables are not supported: %v", names)
 	}
 
 	return msgs, nil
@@ -124,8 +122,8 @@ func emptyElemList(m netlink.Message) bool {
 	return err == nil && len(se.Elems) == 0
 }
 
-// objectNames returns "family table name" for each NEWOBJ or NEWFLOWTABLE
-// message (both carry table and name as attributes 1 and 2).
+// objectNames returns "family table name" for each NEWFLOWTABLE message
+// (it carries table and name as attributes 1 and 2, as NEWOBJ does).
 func objectNames(msgs []netlink.Message) []string {
 	var names []string
 	for _, m := range msgs {

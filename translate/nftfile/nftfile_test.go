@@ -406,13 +406,6 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"nft-missing"},
 		},
 		{
-			name: "stateful object",
-			parse: func() (*nlmsg.Ruleset, error) {
-				return Parse("o.nft", strings.NewReader("table ip t { counter cnt { }; chain c { counter name cnt; }; }"), Options{})
-			},
-			want: []string{"stateful objects are not supported", "ip t cnt"},
-		},
-		{
 			name: "flowtable",
 			parse: func() (*nlmsg.Ruleset, error) {
 				return Parse("f.nft", strings.NewReader(`table ip t { flowtable ft { hook ingress priority 0; devices = { lo }; }; }`), Options{})

@@ -101,6 +101,11 @@ func Decode(msgs []netlink.Message) (*Ruleset, error) {
 			if r, err = DecodeRule(m); err == nil {
 				rs.Rules = append(rs.Rules, r)
 			}
+		case MsgType(unix.NFT_MSG_NEWOBJ):
+			var o *Obj
+			if o, err = DecodeObj(m); err == nil {
+				rs.Objs = append(rs.Objs, o)
+			}
 		default:
 			err = fmt.Errorf("unexpected %s", TypeName(m.Header.Type))
 		}

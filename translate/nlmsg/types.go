@@ -27,6 +27,7 @@ type Ruleset struct {
 	Sets   []*Set
 	Elems  []*SetElems
 	Rules  []*Rule
+	Objs   []*Obj
 }
 
 // Table is an NFT_MSG_NEWTABLE message.
