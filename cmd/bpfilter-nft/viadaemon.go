@@ -218,6 +218,11 @@ func withoutHandles(rs *nlmsg.Ruleset) *nlmsg.Ruleset {
 		c.Handle = 0
 		out.Chains = append(out.Chains, &c)
 	}
+	for _, o := range rs.Objs {
+		c := *o
+		c.Handle = 0
+		out.Objs = append(out.Objs, &c)
+	}
 	for i, s := range rs.Sets {
 		c := *s
 		c.Handle = 0

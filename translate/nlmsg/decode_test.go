@@ -349,7 +349,8 @@ func TestDecodeDispatch(t *testing.T) {
 		want string // error substring; "" for success
 	}{
 		{"done skipped", []netlink.Message{EncodeTable(&Table{Name: "t"}), {Header: netlink.Header{Type: netlink.Done}}}, ""},
-		{"object", []netlink.Message{{Header: netlink.Header{Type: MsgType(unix.NFT_MSG_NEWOBJ)}, Data: []byte{2, 0, 0, 0}}}, "message 0: unexpected NFT_MSG_NEWOBJ"},
+		{"object without table", []netlink.Message{{Header: netlink.Header{Type: MsgType(unix.NFT_MSG_NEWOBJ)}, Data: []byte{2, 0, 0, 0}}}, "message 0: object ip  : missing NFTA_OBJ_TABLE"},
+		{"flowtable", []netlink.Message{{Header: netlink.Header{Type: MsgType(unix.NFT_MSG_NEWFLOWTABLE)}, Data: []byte{2, 0, 0, 0}}}, "message 0: unexpected NFT_MSG_NEWFLOWTABLE"},
 		{"delrule", []netlink.Message{EncodeTable(&Table{Name: "t"}), {Header: netlink.Header{Type: MsgType(unix.NFT_MSG_DELRULE)}}}, "message 1: unexpected NFT_MSG_DELRULE"},
 		{"other subsystem", []netlink.Message{{Header: netlink.Header{Type: 0x0102}}}, "netlink message type 0x102 (subsystem 1)"},
 		{"error", []netlink.Message{{Header: netlink.Header{Type: netlink.Error}}}, "unexpected NLMSG_ERROR"},

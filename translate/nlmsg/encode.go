@@ -61,8 +61,9 @@ func message(msg uint16, fam Family, w *builder) netlink.Message {
 	}
 }
 
-// Encode builds one message per object of rs: tables, chains, sets, set
-// elements and rules, in that order. Decode(Encode(rs)) gives rs back.
+// Encode builds one message per object of rs: tables, chains, named
+// stateful objects, sets, set elements and rules, in that order.
+// Decode(Encode(rs)) gives rs back.
 func Encode(rs *Ruleset) []netlink.Message {
 	var msgs []netlink.Message
 	for _, t := range rs.Tables {
@@ -70,6 +71,9 @@ func Encode(rs *Ruleset) []netlink.Message {
 	}
 	for _, c := range rs.Chains {
 		msgs = append(msgs, EncodeChain(c))
+	}
+	for _, o := range rs.Objs {
+		msgs = append(msgs, EncodeObj(o))
 	}
 	for _, s := range rs.Sets {
 		msgs = append(msgs, EncodeSet(s))

@@ -47,3 +47,21 @@ const (
 	nftaObjHandle   = 6
 	nftaObjUserdata = 8
 )
+
+// EncodeObj builds an NFT_MSG_NEWOBJ message.
+func EncodeObj(o *Obj) netlink.Message {
+	var w builder
+	w.str(unix.NFTA_OBJ_TABLE, o.Table)
+	w.str(unix.NFTA_OBJ_NAME, o.Name)
+	w.u32(unix.NFTA_OBJ_TYPE, o.Type)
+	if o.Data != nil {
+		w.raw(unix.NFTA_OBJ_DATA|unix.NLA_F_NESTED, o.Data)
+	}
+	if o.Handle != 0 {
+		w.u64(nftaObjHandle, o.Handle)
+	}
+	if o.Userdata != nil {
+		w.raw(nftaObjUserdata, o.Userdata)
+	}
+	return message(unix.NFT_MSG_NEWOBJ, o.Family, &w)
+}
