@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -103,4 +105,47 @@ func (l *liveRuleset) objectState(fam ir.Family, table string, o *ir.Object) (ir
 		return ir.ObjectState{Used: o.Quota.Used + v.A}, true
 	}
 	return ir.ObjectState{}, false
+}
+
+// liveJSONObject puts the live values into a counter or quota object of
+// nft's JSON listing (an element of its "nftables" array), in place.
+func (l *liveRuleset) liveJSONObject(elem map[string]json.RawMessage) error {
+	for kind, typ := range map[string]ir.ObjectType{"counter": ir.ObjectCounter, "quota": ir.ObjectQuota} {
+		raw, ok := elem[kind]
+		if !ok {
+			continue
+		}
+		var obj map[string]any
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if err := d.Decode(&obj); err != nil {
+			return fmt.Errorf("nft's JSON listing of a %s: %w", kind, err)
+		}
+		fam, _ := obj["family"].(string)
+		table, _ := obj["table"].(string)
+		name, _ := obj["name"].(string)
+		t := l.table(fam, table)
+		if t == nil {
+			continue
+		}
+		o := t.Object(typ, name)
+		if o == nil {
+			continue
+		}
+		st, ok := l.objectState(t.Family, t.Name, o)
+		if !ok {
+			continue
+		}
+		if typ == ir.ObjectCounter {
+			obj["packets"], obj["bytes"] = st.Packets, st.Bytes
+		} else {
+			obj["used"] = o.Quota.Listed(st.Used)
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		elem[kind] = b
+	}
+	return nil
 }

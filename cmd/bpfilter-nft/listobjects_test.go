@@ -138,6 +138,20 @@ table netdev f {
 			t.Errorf("list ruleset lacks %q:\n%s", want, out)
 		}
 	}
+	js, _, code := cli("-j", "list", "ruleset")
+	if code != 0 {
+		t.Fatalf("list -j ruleset: exit %d", code)
+	}
+	for _, want := range []string{
+		`{"counter":{"bytes":252,"family":"netdev","handle":`,
+		`"name":"c1","packets":9,"table":"f"}}`,
+		`{"quota":{"bytes":100,"family":"netdev","handle":`,
+		`"inv":true,"name":"q1","table":"f","used":100}}`,
+	} {
+		if !strings.Contains(js, want) {
+			t.Errorf("list -j ruleset lacks %s:\n%s", want, js)
+		}
+	}
 	if _, errOut, code := cli("list", "counter", "netdev", "f", "nope"); code == 0 || !strings.Contains(errOut, "no such object") {
 		t.Errorf("listing a missing counter: exit %d, %q", code, errOut)
 	}

@@ -508,6 +508,9 @@ func (l *liveRuleset) writeJSON(w io.Writer, ns *os.File, family, table string) 
 		return fmt.Errorf("nft's JSON listing: %w", err)
 	}
 	for _, obj := range doc["nftables"] {
+		if err := l.liveJSONObject(obj); err != nil {
+			return err
+		}
 		raw, ok := obj["rule"]
 		if !ok {
 			continue
