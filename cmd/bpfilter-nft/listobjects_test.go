@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -40,15 +44,37 @@ func TestParseObjectListing(t *testing.T) {
 // exactly as nft prints objects declared with those values.
 func TestListObjects(t *testing.T) {
 	privtest.Require(t)
+	o := objectsOracle(t)
+	testListObjects(t, o, receiverCLI(t, o))
+}
+
+// TestListObjectsViaDaemon is TestListObjects with the ruleset loaded
+// and listed through the daemon.
+func TestListObjectsViaDaemon(t *testing.T) {
+	privtest.Require(t)
+	o := objectsOracle(t)
+	sock, _ := startDaemon(t, codegen.TC)
+	cliRoot := filepath.Join(bpffstest.Mount(t), "state")
+	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
+	testListObjects(t, o, func(args ...string) (string, string, int) {
+		return runCLI(append([]string{"--socket", sock, "--state", cliRoot, "--netns", nsPath}, args...)...)
+	})
+}
+
+func objectsOracle(t *testing.T) *oracle.Oracle {
+	t.Helper()
 	o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
+	t.Cleanup(func() { o.Close() })
 	if err := o.Load(""); err != nil {
 		t.Fatal(err)
 	}
-	cli := receiverCLI(t, o)
+	return o
+}
+
+func testListObjects(t *testing.T, o *oracle.Oracle, cli func(args ...string) (string, string, int)) {
 	file := filepath.Join(t.TempDir(), "rules.nft")
 	writeFile(t, file, `flush ruleset
 table netdev f {
