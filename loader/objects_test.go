@@ -150,10 +150,10 @@ func TestObjectStateKeptAcrossReloads(t *testing.T) {
 	ns := netns(t, c.where(tp))
 	st := stateDir(t, ns)
 	t.Cleanup(func() { Flush(st) })
-	rs := func(quota, extra int) string {
+	rs := func(quota, extra, packets int) string {
 		return fmt.Sprintf(`table ip t {
 	counter c1 {
-		packets 0 bytes 0
+		packets %d bytes 0
 	}
 	quota q1 {
 		%d bytes
@@ -165,19 +165,20 @@ func TestObjectStateKeptAcrossReloads(t *testing.T) {
 		ip daddr %s udp dport 7 drop
 	}
 }
-`, quota, c.header, addrB, extra, addrB, addrB)
+`, packets, quota, c.header, addrB, extra, addrB, addrB)
 	}
 	rc := listen(t, tp.b, 7)
 	s := dial(t, tp.a)
 	steps := []struct {
 		ruleset    string
 		want       int    // of 2 datagrams (60 bytes each)
-		packets    uint64 // counter c1 afterwards
+		packets    uint64 // counter c1's slot afterwards (declared packets not included)
 		whatChange string
 	}{
-		{rs(96, 100), 1, 2, "first load: empty quota"},
-		{rs(96, 101), 0, 4, "a rule changed: quota and counter kept"},
-		{rs(97, 101), 1, 6, "the quota changed: a new, empty quota; counter kept"},
+		{rs(96, 100, 0), 1, 2, "first load: empty quota"},
+		{rs(96, 101, 0), 0, 4, "a rule changed: quota and counter kept"},
+		{rs(97, 101, 0), 1, 6, "the quota changed: a new, empty quota; counter kept"},
+		{rs(97, 101, 10), 0, 2, "the counter changed (declared packets): a new counter; quota kept"},
 	}
 	for i, step := range steps {
 		res := translate(t, ns, step.ruleset, c.typ)
