@@ -142,11 +142,16 @@ table inet t {
 		5 mbytes
 	}
 
+	quota q4 {
+		100 bytes used 100 bytes
+	}
+
 	chain c {
 		counter name "c1" counter name "c2"
 		counter name "c1" quota name "q1" limit name "l1" accept
 		quota name "q2" drop
 		limit name "l2" counter name "c2" limit name "l3" quota name "q3"
+		quota name "q4" quota 50 bytes used 50 bytes
 	}
 }
 `
@@ -177,7 +182,7 @@ table inet t {
 			t.Errorf("nft lists table %s %s differently from its input:\n%s", tab.Family, tab.Name, listing)
 		}
 	}
-	if n := len(res.Ruleset.Tables[1].Objects); n != 8 {
-		t.Errorf("%d objects lifted, want 8", n)
+	if n := len(res.Ruleset.Tables[1].Objects); n != 9 {
+		t.Errorf("%d objects lifted, want 9", n)
 	}
 }

@@ -27,6 +27,7 @@ const (
 	nftaQuotaFlags    = 2
 	nftaQuotaConsumed = 4
 	nftQuotaFInv      = 1
+	nftQuotaFDepleted = 2
 
 	nftaLogGroup      = 1
 	nftaLogPrefix     = 2
@@ -167,8 +168,12 @@ func liftQuota(data []byte) (*ir.Quota, error) {
 	if err != nil {
 		return nil, err
 	}
+	// NFT_QUOTA_F_DEPLETED is the kernel's own state, not a request: its
+	// dump sets it when the consumed bytes reach the quota (a quota
+	// declared "used" up to its size, for one), and the kernel refuses it
+	// in a new quota, so it says nothing beyond NFTA_QUOTA_CONSUMED.
+	flags &^= nftQuotaFDepleted
 	if flags&^nftQuotaFInv != 0 {
-		// NFT_QUOTA_F_DEPLETED is the kernel's own state, not a request.
 		return nil, unsupported("quota flags %#x", flags)
 	}
 	return &ir.Quota{Bytes: n, Used: used, Over: flags&nftQuotaFInv != 0}, nil
