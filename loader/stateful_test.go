@@ -73,7 +73,7 @@ func TestLimitRateEndToEnd(t *testing.T) {
 		rate  = 200 // packets per second
 		burst = 20
 		port  = 9
-		d     = 2500 * time.Millisecond
+		d     = 4 * time.Second
 	)
 	// A packet limit at netfilter input; a byte limit (60-byte datagrams:
 	// the same 200 packets/s) at tcx ingress.
