@@ -488,3 +488,32 @@ func (g *gen) sumQuote() {
 	)
 	g.csumPacket()
 }
+
+// rejectCsumSkip is nf_reject_verify_csum for the transport protocol in
+// R7 (the header length in rjIHL, the length to check in rjTot): it jumps
+// to skip for protocols whose checksum the kernel does not check and for
+// UDP with a zero checksum, to verify otherwise; a UDP header that cannot
+// be loaded drops the frame.
+func (g *gen) rejectCsumSkip(skip, verify string) {
+	for _, p := range []int32{47, 51, 50, 132, 136, 33} { // GRE, AH, ESP, SCTP, UDP-Lite, DCCP
+		g.b.emit(asm.JEq.Imm(asm.R7, p, skip))
+	}
+	g.b.emit(
+		asm.JNE.Imm(asm.R7, 17, verify),
+		// UDP: no checksum to check if it is zero (and the header is
+		// there, within tot_len).
+		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
+		asm.Add.Imm(asm.R1, 8),
+		asm.LoadMem(asm.R0, asm.R10, rjTot, asm.DWord),
+		asm.JGT.Reg(asm.R1, asm.R0, verify),
+		asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
+		asm.Add.Reg(asm.R2, asm.R1),
+	)
+	g.loadBytes(rjL4, 8)
+	g.b.emit(
+		asm.JNE.Imm(asm.R0, 0, labelDrop),
+		asm.LoadMem(asm.R0, asm.R10, rjL4+6, asm.Half),
+		asm.JEq.Imm(asm.R0, 0, skip),
+	)
+}

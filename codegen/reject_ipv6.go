@@ -257,25 +257,7 @@ func (g *gen) rejectV6Unreach(code uint8) error {
 		// nf_reject_verify_csum.
 		asm.LoadMem(asm.R7, asm.R10, rjProto, asm.DWord),
 	)
-	for _, p := range []int32{47, 51, 50, 132, 136, 33} { // GRE, AH, ESP, SCTP, UDP-Lite, DCCP
-		g.b.emit(asm.JEq.Imm(asm.R7, p, sumOK))
-	}
-	g.b.emit(
-		asm.JNE.Imm(asm.R7, 17, verify),
-		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
-		asm.Add.Imm(asm.R1, 8),
-		asm.LoadMem(asm.R0, asm.R10, rjTot, asm.DWord),
-		asm.JGT.Reg(asm.R1, asm.R0, verify),
-		asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R10, rjIHL, asm.DWord),
-		asm.Add.Reg(asm.R2, asm.R1),
-	)
-	g.loadBytes(rjL4, 8)
-	g.b.emit(
-		asm.JNE.Imm(asm.R0, 0, labelDrop),
-		asm.LoadMem(asm.R0, asm.R10, rjL4+6, asm.Half),
-		asm.JEq.Imm(asm.R0, 0, sumOK),
-	)
+	g.rejectCsumSkip(sumOK, verify)
 	g.b.label(verify)
 	g.rejectV6Verify()
 	g.b.label(sumOK)
