@@ -548,16 +548,9 @@ func (m *markMatch) option(opt string, inv bool, arg func() (string, error)) (bo
 	if err != nil {
 		return true, err
 	}
-	val, mask, hasMask := strings.Cut(v, "/")
-	mk, err := parseU32(val)
+	mk, ms, _, err := parseMarkMask(v)
 	if err != nil {
 		return true, fmt.Errorf("bad mark value %q", v)
-	}
-	ms := uint32(0xffffffff)
-	if hasMask {
-		if ms, err = parseU32(mask); err != nil {
-			return true, fmt.Errorf("bad mark value %q", v)
-		}
 	}
 	m.mark, m.mask, m.set, m.inv = mk, ms, true, inv
 	return true, nil

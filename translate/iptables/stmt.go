@@ -318,19 +318,9 @@ func (t *markTarget) option(opt string, inv bool, arg func() (string, error)) (b
 	if err != nil {
 		return true, err
 	}
-	val, mask, hasMask := strings.Cut(v, "/")
-	mk, err := parseU32(val)
-	if err != nil {
+	mk, ms, hasMask, err := parseMarkMask(v)
+	if err != nil || hasMask && opt != "set-mark" && opt != "set-xmark" {
 		return true, fmt.Errorf("bad MARK value %q", v)
-	}
-	ms := uint32(0xffffffff)
-	if hasMask {
-		if opt != "set-mark" && opt != "set-xmark" {
-			return true, fmt.Errorf("bad MARK value %q", v)
-		}
-		if ms, err = parseU32(mask); err != nil {
-			return true, fmt.Errorf("bad MARK value %q", v)
-		}
 	}
 	if opt == "set-mark" {
 		ms |= mk // libxt_MARK: --set-mark v/m is --set-xmark v/(m|v)
@@ -352,4 +342,20 @@ func (t *markTarget) emit(r *ruleSpec, e *exprs) error {
 	}
 	e.add(&nlmsg.Immediate{DReg: reg1, Data: ne32(t.mark)}, &nlmsg.Meta{Key: metaMark, SReg: reg1})
 	return nil
+}
+
+// parseMarkMask parses iptables' "value[/mask]" mark syntax; the mask is
+// all ones when absent, and hasMask says whether one was given.
+func parseMarkMask(v string) (mark, mask uint32, hasMask bool, err error) {
+	val, m, hasMask := strings.Cut(v, "/")
+	if mark, err = parseU32(val); err != nil {
+		return 0, 0, false, err
+	}
+	mask = 0xffffffff
+	if hasMask {
+		if mask, err = parseU32(m); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	return mark, mask, hasMask, nil
 }
