@@ -145,8 +145,9 @@ type Program struct {
 	Counters     *ebpf.MapSpec     // BPF_MAP_TYPE_PERCPU_ARRAY, value {packets u64, bytes u64}
 	CounterSlots []CounterSlot     // slot i ↔ (chain, rule handle, statement index)
 	// Sets holds the maps backing the named sets the program looks up
-	// (see InMap), without contents; instructions refer to the map of set
-	// s by SetSymbol(s). Anonymous sets are compiled into compare chains.
+	// (see InMap), without contents; instructions refer to the slot of
+	// set s (NewSetSlot), which holds its map, by SetSymbol(s).
+	// Anonymous sets are compiled into compare chains.
 	Sets map[*ir.Set]*ebpf.MapSpec
 	// Groups are the hash maps behind rule groups (see Options), with
 	// their contents; Load and LoadShared create them.

@@ -39,7 +39,7 @@ const (
 	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
 	// setkey.go), slotScanIdx and slotScanCnt (-408, -416,
-	// rangetable.go). An LPM trie key puts its prefix length in the
+	// rangetable.go), slotSetMap (-424, setslot.go). An LPM trie key puts its prefix length in the
 	// word right below the buffer (-260…-256) while a lookup is made.
 )
 
@@ -402,25 +402,9 @@ func (g *gen) set(m *ir.Match, span uint32, ok, fail string) error {
 		if s.KeyLen != m.Field.Len {
 			return g.unsupported("set %s has %d-byte keys but the looked-up value has %d bytes", s.Name, s.KeyLen, m.Field.Len)
 		}
-		if err := g.useSet(s); err != nil {
+		if err := g.mapLookup(s, miss); err != nil {
 			return err
 		}
-		// The register image in the buffer is the key: nft_lookup hashes
-		// exactly KeyLen register bytes. An LPM trie key has the prefix
-		// length (all bits) in front.
-		keyOff := int32(bufOff)
-		if s.Flags&ir.SetInterval != 0 {
-			keyOff = bufOff - 4
-			g.b.emit(asm.StoreImm(asm.R10, int16(keyOff), int64(s.KeyLen*8), asm.Word))
-		}
-		g.b.emit(
-			asm.LoadMapPtr(asm.R1, 0).WithReference(SetSymbol(s)),
-			asm.Mov.Reg(asm.R2, asm.R10),
-			asm.Add.Imm(asm.R2, keyOff),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, miss),
-		)
-		g.expiryCheck(s, miss)
 		g.b.emit(asm.Ja.Label(hit))
 		return nil
 	}

@@ -14,7 +14,10 @@ import (
 type Loaded struct {
 	Program  *ebpf.Program
 	Counters *ebpf.Map
+	// Sets are the element maps of the program's sets as loaded, and
+	// SetSlots the slots the program looks them up in (see NewSetSlot).
 	Sets     map[*ir.Set]*ebpf.Map
+	SetSlots map[*ir.Set]*ebpf.Map
 	// Groups are the maps of Program.Groups, in order.
 	Groups []*ebpf.Map
 	// State holds limit and quota state (nil if the program has none).
@@ -35,7 +38,7 @@ func (p *Program) Load() (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create counter map: %w", err)
 	}
-	l := &Loaded{Counters: counters, Sets: map[*ir.Set]*ebpf.Map{}}
+	l := &Loaded{Counters: counters, Sets: map[*ir.Set]*ebpf.Map{}, SetSlots: map[*ir.Set]*ebpf.Map{}}
 	for s := range p.Sets {
 		m, err := NewSetMap(s)
 		if err != nil {
@@ -43,6 +46,12 @@ func (p *Program) Load() (*Loaded, error) {
 			return nil, err
 		}
 		l.Sets[s] = m
+		slot, err := NewSetSlot(s, m)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.SetSlots[s] = slot
 	}
 	if p.State != nil {
 		if l.State, err = ebpf.NewMap(p.State); err != nil {
@@ -73,7 +82,7 @@ func (p *Program) Load() (*Loaded, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := associateSets(spec.Instructions, p, l.Sets); err != nil {
+	if err := associateSets(spec.Instructions, p, l.SetSlots); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -96,6 +105,9 @@ func (l *Loaded) Close() error {
 		errs = append(errs, l.Counters.Close())
 	}
 	for _, m := range l.Sets {
+		errs = append(errs, m.Close())
+	}
+	for _, m := range l.SetSlots {
 		errs = append(errs, m.Close())
 	}
 	for _, m := range l.Groups {

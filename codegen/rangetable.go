@@ -223,14 +223,18 @@ func (g *gen) rangeLookup(s *ir.Set, miss string) error {
 	loop := g.b.newLabel("scan")
 	next := g.b.newLabel("scan_next")
 	found := g.b.newLabel("scan_found")
+	// The element map is looked up in the slot once: the whole scan
+	// reads one table, even while a new one replaces it.
 	lookup := func() {
 		g.b.emit(
-			asm.LoadMapPtr(asm.R1, 0).WithReference(SetSymbol(s)),
+			asm.LoadMem(asm.R1, asm.R10, slotSetMap, asm.DWord),
 			asm.Mov.Reg(asm.R2, asm.R10),
 			asm.Add.Imm(asm.R2, slotKey),
 			asm.FnMapLookupElem.Call(),
 		)
 	}
+	g.loadSetMap(s, miss)
+	g.b.emit(asm.StoreMem(asm.R10, slotSetMap, asm.R1, asm.DWord))
 	g.b.emit(stImm64(asm.R10, slotKey, int64(int32(-1)))) // rangeCountKey
 	lookup()
 	g.b.emit(

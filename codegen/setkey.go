@@ -134,7 +134,8 @@ func (g *gen) elementTest(s *ir.Set, e ir.SetElement, miss string) error {
 	return nil
 }
 
-// mapLookup looks the key in the buffer up in the map of s; it jumps to
+// mapLookup looks the key in the buffer up in the map of s (through its
+// slot, see loadSetMap); it jumps to
 // miss when the key is not there and falls through with R0 pointing at
 // the value otherwise.
 func (g *gen) mapLookup(s *ir.Set, miss string) error {
@@ -149,8 +150,8 @@ func (g *gen) mapLookup(s *ir.Set, miss string) error {
 		keyOff = bufOff - 4
 		g.b.emit(asm.StoreImm(asm.R10, int16(keyOff), int64(s.KeyLen*8), asm.Word))
 	}
+	g.loadSetMap(s, miss)
 	g.b.emit(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(SetSymbol(s)),
 		asm.Mov.Reg(asm.R2, asm.R10),
 		asm.Add.Imm(asm.R2, keyOff),
 		asm.FnMapLookupElem.Call(),

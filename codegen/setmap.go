@@ -347,12 +347,16 @@ func SetMapContentEntries(m *ebpf.Map) (keys, values [][]byte, err error) {
 	return keys, values, nil
 }
 
-// associateSets points the program's set references at maps.
+// associateSets points the program's set references at the sets' slots
+// (see NewSetSlot).
 func associateSets(insns asm.Instructions, p *Program, maps map[*ir.Set]*ebpf.Map) error {
 	for s := range p.Sets {
 		m, ok := maps[s]
 		if !ok {
 			return fmt.Errorf("no map for set %s", s.Name)
+		}
+		if m.Type() != ebpf.ArrayOfMaps {
+			return fmt.Errorf("set %s: map is a %s: %w", s.Name, m.Type(), errNotSlot)
 		}
 		if err := insns.AssociateMap(SetSymbol(s), m); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 			return fmt.Errorf("associate map of set %s: %w", s.Name, err)

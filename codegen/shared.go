@@ -14,7 +14,7 @@ import (
 // (a per-CPU array like p.Counters, possibly larger and shared by several
 // programs): the counter statement p.CounterSlots[i] counts in slot
 // slots[i] of counters. The program's own counter map is not created, nor
-// are set maps: sets gives the map of every set in p.Sets (see NewSetMap).
+// are set maps: sets gives the slot of every set in p.Sets (see NewSetSlot).
 func (p *Program) LoadShared(counters *ebpf.Map, slots []uint32, sets map[*ir.Set]*ebpf.Map) (*ebpf.Program, error) {
 	return p.LoadWith(SharedMaps{Counters: counters, CounterSlots: slots, Sets: sets})
 }

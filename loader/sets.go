@@ -95,7 +95,8 @@ func setKey(fam ir.Family, table, name string) string {
 	return fmt.Sprintf("%s\x00%s\x00%s", fam, table, name)
 }
 
-// setMaps holds the maps of the new ruleset's named sets.
+// setMaps holds the slots (codegen.NewSetSlot) of the new ruleset's
+// named sets; a set's manifest entry names its pinned slot.
 type setMaps struct {
 	maps map[*ir.Set]*ebpf.Map
 	// created are the maps made by this load, pinned under their
@@ -131,28 +132,32 @@ func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen u
 			}
 			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest, Verdicts: verdictNames(s), Timeouts: s.HasTimeouts()}
 			if o, ok := oldByKey[key]; ok && o.Digest == digest && slices.Equal(o.Verdicts, rec.Verdicts) && st.Exists(o.Map) {
-				m, err := ebpf.LoadPinnedMap(st.PinPath(o.Map), nil)
-				if err == nil && fits(m, s) == nil {
-					if err := collectExpired(m, s); err != nil {
-						m.Close()
+				slot, inner, err := openSetSlot(st, o, s)
+				if err == nil {
+					err = collectExpired(inner, s)
+					inner.Close()
+					if err != nil {
+						slot.Close()
 						return sm, fmt.Errorf("table %s %s: %w", cp.Table.Family, cp.Table.Name, err)
 					}
-					sm.maps[s] = m
+					sm.maps[s] = slot
 					rec.Map = o.Map
 					man.Sets = append(man.Sets, rec)
 					continue
 				}
-				if m != nil {
-					m.Close()
-				}
 			}
-			m, err := codegen.NewSetMap(s)
+			inner, err := codegen.NewSetMap(s)
 			if err != nil {
 				return sm, fmt.Errorf("table %s %s: %w", cp.Table.Family, cp.Table.Name, err)
 			}
-			sm.maps[s] = m
+			slot, err := codegen.NewSetSlot(s, inner)
+			inner.Close()
+			if err != nil {
+				return sm, fmt.Errorf("table %s %s: %w", cp.Table.Family, cp.Table.Name, err)
+			}
+			sm.maps[s] = slot
 			rec.Map = fmt.Sprintf("set-%d-%s", gen, pinID(key))
-			sm.created[rec.Map] = m
+			sm.created[rec.Map] = slot
 			man.Sets = append(man.Sets, rec)
 		}
 	}
@@ -172,9 +177,9 @@ var ErrSetNotMapped = errors.New("set has no map in the running ruleset")
 
 // UpdateSet brings the map of named set s of table (fam, table) in the
 // running ruleset to s's elements, changing neither programs nor links,
-// and records text as the running ruleset's text. Elements are added
-// before stale ones are deleted, one at a time: a packet sees each element
-// change at one instant. The caller holds st.Lock() and has computed s
+// and records text as the running ruleset's text. A packet sees the old
+// or the new elements, never a mix (see apply). The caller holds
+// st.Lock() and has computed s
 // (and text) from the stored ruleset. If the set has no map, or its map
 // is too small for the new elements, UpdateSet changes nothing and returns
 // an error wrapping ErrSetNotMapped.
@@ -203,11 +208,11 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	if err != nil {
 		return err
 	}
-	m, d, err := setDiff(st, man.Sets[idx], s, targets)
+	c, err := setDiff(st, man.Sets[idx], s, targets)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer c.close()
 	// Record the intent first: were the update interrupted, the next
 	// reload finds a digest that matches neither content and rebuilds
 	// the map from the stored text.
@@ -215,7 +220,7 @@ func UpdateSet(st *state.Dir, fam ir.Family, table string, s *ir.Set, text strin
 	if err := st.WriteManifest(state.StateName, man); err != nil {
 		return err
 	}
-	if err := d.apply(m); err != nil {
+	if err := c.apply(); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	man.Sets[idx].Digest = digest
@@ -242,46 +247,90 @@ func fits(m *ebpf.Map, s *ir.Set) error {
 	return nil
 }
 
-// mapDiff is what turns a set map's contents into a set's: keys to add
-// (or whose value changes) with their values, and keys to delete.
-type mapDiff struct {
+// setChange is what turns the contents of a set's element map into the
+// set's: keys to add (or whose value changes) with their values, and keys
+// to delete.
+type setChange struct {
+	slot, inner      *ebpf.Map
+	set              *ir.Set
+	targets          []ir.Verdict
 	add, values, del [][]byte
-	// sync, when set, makes the change instead (range tables).
-	sync func(m *ebpf.Map) error
+	// swap, when set, makes the change with a new element map.
+	swap bool
 }
 
-func (d mapDiff) apply(m *ebpf.Map) error {
-	if d.sync != nil {
-		return d.sync(m)
+// apply makes the change so that a packet sees either the old or the new
+// elements: a change of one key in place (one map operation), any other
+// change (and any change of a range table, whose element changes take two
+// operations) by filling a new element map and storing it in the set's
+// slot. Only during the swap are there two copies of the set; the old
+// map is freed when the last program run using it ends.
+func (c *setChange) apply() error {
+	if !c.swap {
+		return codegen.UpdateSetMapEntries(c.inner, c.add, c.values, c.del)
 	}
-	return codegen.UpdateSetMapEntries(m, d.add, d.values, d.del)
-}
-
-// setDiff opens the pinned map of rec and returns how its contents differ
-// from the entries of s. It returns an error wrapping ErrSetNotMapped
-// when the map cannot hold s.
-func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set, targets []ir.Verdict) (m *ebpf.Map, d mapDiff, err error) {
-	m, err = ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
+	m, err := codegen.NewSetMapLike(c.set, c.inner, c.targets)
 	if err != nil {
-		return nil, d, fmt.Errorf("set %s: %w", s.Name, err)
+		return err
 	}
-	if err := fits(m, s); err != nil {
-		m.Close()
-		return nil, d, err
+	defer m.Close()
+	return codegen.SwapSetMap(c.slot, m)
+}
+
+func (c *setChange) close() {
+	c.slot.Close()
+	c.inner.Close()
+}
+
+// inPlaceMax is the number of key changes UpdateSet makes in the live
+// element map rather than in a new one: one, since a single map
+// operation is atomic for packets. (A variable so that a test can show
+// what a batch changed in place looks like to packets.)
+var inPlaceMax = 1
+
+// openSetSlot opens the pinned slot of rec and the element map it holds
+// for set s. It returns an error wrapping ErrSetNotMapped when the
+// element map cannot hold s.
+func openSetSlot(st *state.Dir, rec state.SetMap, s *ir.Set) (slot, inner *ebpf.Map, err error) {
+	slot, err = ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
+	inner, err = codegen.SetSlotMap(slot)
+	if err != nil {
+		slot.Close()
+		return nil, nil, fmt.Errorf("set %s: %v: %w", s.Name, err, ErrSetNotMapped)
+	}
+	if err := fits(inner, s); err != nil {
+		slot.Close()
+		inner.Close()
+		return nil, nil, err
+	}
+	return slot, inner, nil
+}
+
+// setDiff opens the pinned slot of rec and returns how its element map
+// differs from the entries of s. It returns an error wrapping
+// ErrSetNotMapped when the map cannot hold s.
+func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set, targets []ir.Verdict) (*setChange, error) {
+	slot, inner, err := openSetSlot(st, rec, s)
+	if err != nil {
+		return nil, err
+	}
+	c := &setChange{slot: slot, inner: inner, set: s, targets: targets}
 	if codegen.IsRangeTable(s) {
-		d.sync = func(m *ebpf.Map) error { return codegen.SyncRangeTable(m, s, targets) }
-		return m, d, nil
+		c.swap = true
+		return c, nil
 	}
 	want, values, err := codegen.SetMapEntriesWith(s, targets)
 	if err != nil {
-		m.Close()
-		return nil, d, err
+		c.close()
+		return nil, err
 	}
-	cur, curValues, err := codegen.SetMapContentEntries(m)
+	cur, curValues, err := codegen.SetMapContentEntries(inner)
 	if err != nil {
-		m.Close()
-		return nil, d, fmt.Errorf("set %s: %w", s.Name, err)
+		c.close()
+		return nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	wanted := make(map[string]bool, len(want))
 	have := make(map[string]string, len(cur))
@@ -291,16 +340,17 @@ func setDiff(st *state.Dir, rec state.SetMap, s *ir.Set, targets []ir.Verdict) (
 	for i, k := range want {
 		wanted[string(k)] = true
 		if v, ok := have[string(k)]; !ok || v != string(values[i]) {
-			d.add = append(d.add, k)
-			d.values = append(d.values, values[i])
+			c.add = append(c.add, k)
+			c.values = append(c.values, values[i])
 		}
 	}
 	for _, k := range cur {
 		if !wanted[string(k)] {
-			d.del = append(d.del, k)
+			c.del = append(c.del, k)
 		}
 	}
-	return m, d, nil
+	c.swap = len(c.add)+len(c.del) > inPlaceMax
+	return c, nil
 }
 
 // shape fingerprints what a load attaches, except set elements: the
@@ -361,14 +411,10 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 	for _, s := range old.Sets {
 		oldByKey[s.Family+"\x00"+s.Table+"\x00"+s.Name] = s
 	}
-	type change struct {
-		m *ebpf.Map
-		d mapDiff
-	}
-	var changes []change
+	var changes []*setChange
 	defer func() {
 		for _, c := range changes {
-			c.m.Close()
+			c.close()
 		}
 	}()
 	seen := map[*ir.Set]bool{}
@@ -388,14 +434,14 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 				return false, err
 			}
 			if digest != rec.Digest {
-				m, d, err := setDiff(st, rec, s, s.Verdicts())
+				c, err := setDiff(st, rec, s, s.Verdicts())
 				if errors.Is(err, ErrSetNotMapped) {
 					return false, nil
 				}
 				if err != nil {
 					return false, err
 				}
-				changes = append(changes, change{m, d})
+				changes = append(changes, c)
 				rec.Digest = digest
 			}
 			sets = append(sets, rec)
@@ -416,7 +462,7 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 		}
 	}
 	for _, c := range changes {
-		if err := c.d.apply(c.m); err != nil {
+		if err := c.apply(); err != nil {
 			return true, fmt.Errorf("ruleset partly applied (set elements): %w", err)
 		}
 	}

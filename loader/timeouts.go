@@ -86,7 +86,12 @@ func LiveTimeouts(st *state.Dir) (map[SetID]map[string]codegen.TimeoutValue, err
 		if !rec.Timeouts || !st.Exists(rec.Map) {
 			continue
 		}
-		m, err := ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
+		slot, err := ebpf.LoadPinnedMap(st.PinPath(rec.Map), nil)
+		if err != nil {
+			return nil, fmt.Errorf("set %s: %w", rec.Name, err)
+		}
+		m, err := codegen.SetSlotMap(slot)
+		slot.Close()
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", rec.Name, err)
 		}
