@@ -66,6 +66,9 @@ type RulesetInfo struct {
 	// Objects holds the live state of each named object, by
 	// loader.ObjectStateID.
 	Objects map[string]codegen.StateValue `json:"objects,omitempty"`
+	// Points are the attach points the ruleset runs at (program kind,
+	// device, and why a netdev chain got its kind).
+	Points []state.Point `json:"points,omitempty"`
 }
 
 // RulesetID is the RulesetInfo.ID of a stored ruleset text: a hash of
@@ -108,7 +111,7 @@ func (s *Server) getRuleset(cn *conn) (*RulesetInfo, error) {
 		}
 	}
 	return &RulesetInfo{Ruleset: snap.Manifest.Ruleset, ID: RulesetID(snap.Manifest.Ruleset),
-		Rules: snap.Manifest.Rules, Counters: snap.Counters, States: snap.States, Objects: snap.Objects}, nil
+		Rules: snap.Manifest.Rules, Counters: snap.Counters, States: snap.States, Objects: snap.Objects, Points: snap.Manifest.Points}, nil
 }
 
 // batchRulesetID removes BatchAttrRulesetID from a batch's

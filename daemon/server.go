@@ -91,9 +91,10 @@ type Config struct {
 	StateRoot string
 	// Nft is the nft binary ("nft" in PATH if empty).
 	Nft string
-	// NetdevBackend is the program type of netdev ingress chains (XDP
-	// if zero; codegen.TC for tcx).
-	NetdevBackend codegen.ProgramType
+	// NetdevBackend is the program type of netdev ingress chains
+	// (codegen.XDP or codegen.TC); nil chooses per device (see
+	// pipeline.ChooseNetdevBackend).
+	NetdevBackend *codegen.ProgramType
 	// Limits are the per-user quotas.
 	Limits Limits
 	// WriteTimeout bounds sending a reply to a client that does not
@@ -593,11 +594,7 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		s.logf("pid %d: netns %d: ruleset flushed", cn.peer.PID, t.ns.Inode())
 		return nil
 	}
-	backend := s.cfg.NetdevBackend
-	if backend == 0 {
-		backend = codegen.XDP
-	}
-	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: t.ns, NetdevBackend: &backend})
+	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: t.ns, NetdevBackend: s.cfg.NetdevBackend})
 	if err != nil {
 		return &requestError{errno: unix.EOPNOTSUPP, msg: err.Error()}
 	}

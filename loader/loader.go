@@ -423,7 +423,7 @@ func plan(res *pipeline.Result, opts Options) ([]*point, error) {
 				}
 				return nil, fmt.Errorf("table %s %s, chain %s: device %q not found in the network namespace", t.Family, t.Name, c.Name, name)
 			}
-			p.Device, p.Ifindex = tgt.Device.Name, tgt.Device.Index
+			p.Device, p.Ifindex, p.Backend = tgt.Device.Name, tgt.Device.Index, cp.Backend
 			if tgt.Type == codegen.XDP {
 				p.Kind = KindXDP
 				if q := xdp[p.Ifindex]; q != nil {

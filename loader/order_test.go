@@ -53,6 +53,7 @@ table %[1]s early {
 		})
 	}
 	t.Run("xdp refuses two chains on one device", func(t *testing.T) {
+		xdp := codegen.XDP // b0 is a veth: the automatic choice would be tcx
 		tp := newTopo(t)
 		ns := netns(t, tp.b)
 		st := stateDir(t, ns)
@@ -62,7 +63,7 @@ table %[1]s early {
 table netdev b {
 	chain c { type filter hook ingress device "b0" priority 5; policy accept; }
 }
-`), pipeline.Options{NetNS: ns})
+`), pipeline.Options{NetNS: ns, NetdevBackend: &xdp})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -139,6 +139,10 @@ type Interface struct {
 	Name  string
 	Type  uint16 // ARPHRD_*
 	MAC   [6]byte
+	// Kind is the device's rtnetlink link kind (IFLA_INFO_KIND: "veth",
+	// "bridge", "dummy", …); empty for devices without one, such as
+	// physical NICs and loopback.
+	Kind string
 }
 
 // InterfaceByName looks a device up inside n (nil n: the caller's own
@@ -185,6 +189,15 @@ func InterfaceByName(n *NetNS, name string) (*Interface, error) {
 				ifi.Name = ad.String()
 			case unix.IFLA_ADDRESS:
 				copy(ifi.MAC[:], ad.Bytes())
+			case unix.IFLA_LINKINFO:
+				ad.Nested(func(nad *netlink.AttributeDecoder) error {
+					for nad.Next() {
+						if nad.Type() == unix.IFLA_INFO_KIND {
+							ifi.Kind = nad.String()
+						}
+					}
+					return nil
+				})
 			}
 		}
 		if err := ad.Err(); err != nil {

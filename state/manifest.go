@@ -88,6 +88,10 @@ type Point struct {
 	Device      string `json:"device,omitempty"`
 	Ifindex     uint32 `json:"ifindex,omitempty"`
 	Cgroup      string `json:"cgroup,omitempty"`
+	// Backend says why a netdev ingress chain's program has its kind
+	// (xdp or tcx-ingress): the automatic choice's reason, or the
+	// --netdev-backend option.
+	Backend string `json:"backend,omitempty"`
 	// Link, Program and Array are entry names in the state directory;
 	// Array is set for netfilter points (the dispatcher's program array).
 	Link    string `json:"link"`

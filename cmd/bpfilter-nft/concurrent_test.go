@@ -34,6 +34,13 @@ var sockCounter int
 // returns the socket path and the state root. Netdev chains go on backend.
 func startDaemon(t *testing.T, backend codegen.ProgramType) (sock, root string) {
 	t.Helper()
+	return startDaemonBackend(t, &backend)
+}
+
+// startDaemonBackend is startDaemon with a backend that may be nil (the
+// automatic choice per device).
+func startDaemonBackend(t *testing.T, backend *codegen.ProgramType) (sock, root string) {
+	t.Helper()
 	root = filepath.Join(bpffstest.Mount(t), "state")
 	sockCounter++
 	sock = filepath.Join(os.TempDir(), fmt.Sprintf("bpfnft-test-%d-%d.sock", os.Getpid(), sockCounter))

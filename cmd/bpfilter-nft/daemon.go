@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/daemon"
 	"github.com/bpfilter-nft/bpfilter-nft/daemon/client"
 )
@@ -20,7 +19,7 @@ import (
 func init() {
 	register(&command{
 		name:    "daemon",
-		args:    "[--socket PATH] [--state DIR] [--max-objects N] [--max-namespaces N] [--netdev-backend xdp|tc]",
+		args:    "[--socket PATH] [--state DIR] [--max-objects N] [--max-namespaces N] [--netdev-backend auto|xdp|tc]",
 		summary: "serve google/nftables and other nf_tables netlink clients on a Unix socket, in their own namespaces",
 		run:     runDaemon,
 	})
@@ -42,7 +41,7 @@ func runDaemon(stdout, stderr io.Writer, args []string) error {
 	root := fs.String("state", globals.stateRoot, "bpffs `DIR` holding the pinned rulesets (default /sys/fs/bpf/bpfilter-nft)")
 	maxObjects := fs.Int("max-objects", 0, "per-user limit of tables, programs, maps and links (0: none)")
 	maxNamespaces := fs.Int("max-namespaces", 0, "per-user limit of network namespaces with a ruleset (0: none)")
-	backend := fs.String("netdev-backend", "xdp", "program type of netdev ingress chains: xdp or tc")
+	backend := fs.String("netdev-backend", "auto", "program type of netdev ingress chains: auto (per device: tcx on veth and devices without native XDP, XDP on native-XDP drivers), xdp or tc")
 	reap := fs.Duration("reap-interval", 5*time.Second, "how often namespaces are checked for being gone")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,9 +50,9 @@ func runDaemon(stdout, stderr io.Writer, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	typ, err := codegen.ParseProgramType(*backend)
-	if err != nil || (typ != codegen.XDP && typ != codegen.TC) {
-		return fmt.Errorf("--netdev-backend %q: want xdp or tc", *backend)
+	typ, err := parseNetdevBackend(*backend)
+	if err != nil {
+		return err
 	}
 	s, err := daemon.Listen(daemon.Config{
 		Socket:        *socket,

@@ -49,7 +49,7 @@ func (g *rulesetFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.stateRoot, "state", "", "bpffs `DIR` holding the pinned ruleset (default "+state.DefaultRoot+")")
 	fs.StringVar(&g.netns, "netns", "", "act in the network namespace at `PATH` (e.g. /run/netns/NAME)")
 	fs.IntVar(&g.pid, "pid", 0, "act in the network namespace of process `PID`")
-	fs.StringVar(&g.netdevBackend, "netdev-backend", "xdp", "program type of netdev chains: xdp or tc")
+	fs.StringVar(&g.netdevBackend, "netdev-backend", "auto", "program type of netdev ingress chains: auto (per device: tcx on veth and devices without native XDP, XDP on native-XDP drivers), xdp or tc")
 	fs.StringVar(&g.cgroup, "cgroup", "", "put input/output chains on cgroup_skb programs attached to the cgroup at `PATH`")
 	fs.StringVar(&g.socket, "socket", "", "the daemon's Unix socket `PATH` (default $BPFILTER_NFT_SOCKET, else /run/bpfilter-nft.sock)")
 	fs.BoolVar(&g.noDaemon, "no-daemon", false, "change the pinned state directly even when a daemon is running")
@@ -66,6 +66,7 @@ in this process's network namespace (or --netns/--pid); otherwise, or with
   bpfilter-nft [OPTIONS] -c -f FILE      check FILE: translate and compile, apply nothing
   bpfilter-nft [OPTIONS] list ruleset    the running ruleset with live counters (-a handles, -j JSON)
   bpfilter-nft [OPTIONS] list table FAMILY NAME
+  bpfilter-nft [OPTIONS] list hooks      where each chain's program is attached (xdp/tcx per device, and why)
   bpfilter-nft [OPTIONS] flush ruleset   detach and remove everything
   bpfilter-nft [OPTIONS] add|insert|delete|replace|create|flush ...
                                          one nft command, e.g. add rule inet filter input tcp dport 22 accept
@@ -73,7 +74,7 @@ in this process's network namespace (or --netns/--pid); otherwise, or with
 `
 
 func init() {
-	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | set|map [FAMILY] TABLE NAME | sets|maps [FAMILY] | counters|quotas|limits [table FAMILY NAME] | counter|quota|limit FAMILY TABLE NAME | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
+	register(&command{name: "list", args: "ruleset | table FAMILY NAME [-a] [-j] | hooks | set|map [FAMILY] TABLE NAME | sets|maps [FAMILY] | counters|quotas|limits [table FAMILY NAME] | counter|quota|limit FAMILY TABLE NAME | objects | namespaces", summary: "show the running ruleset with live counters", run: runList})
 	for _, verb := range []string{"add", "insert", "delete", "replace", "create", "flush"} {
 		register(&command{name: verb, args: "nft command arguments", summary: "edit the running ruleset (nft syntax): " + verb + " …", run: runEdit(verb)})
 	}
@@ -178,12 +179,25 @@ func checkRuleset(stdout io.Writer, g rulesetFlags, ns *nsctx.NetNS, name string
 
 func rulesetPipelineOptions(g rulesetFlags, ns *nsctx.NetNS) (pipeline.Options, error) {
 	opts := pipeline.Options{NetNS: ns, Cgroup: g.cgroup != ""}
-	typ, err := codegen.ParseProgramType(g.netdevBackend)
-	if err != nil || (typ != codegen.XDP && typ != codegen.TC) {
-		return opts, fmt.Errorf("--netdev-backend %q: want xdp or tc", g.netdevBackend)
+	typ, err := parseNetdevBackend(g.netdevBackend)
+	if err != nil {
+		return opts, err
 	}
-	opts.NetdevBackend = &typ
+	opts.NetdevBackend = typ
 	return opts, nil
+}
+
+// parseNetdevBackend parses --netdev-backend: nil for auto (or empty),
+// else XDP or TC.
+func parseNetdevBackend(s string) (*codegen.ProgramType, error) {
+	if s == "" || s == "auto" {
+		return nil, nil
+	}
+	typ, err := codegen.ParseProgramType(s)
+	if err != nil || (typ != codegen.XDP && typ != codegen.TC) {
+		return nil, fmt.Errorf("--netdev-backend %q: want auto, xdp or tc", s)
+	}
+	return &typ, nil
 }
 
 // storedText returns the running ruleset in nft syntax ("" when none).
@@ -315,6 +329,8 @@ func runList(stdout, stderr io.Writer, args []string) error {
 	case isSetListing, isObjectListing:
 	case fs.NArg() == 1 && (fs.Arg(0) == "namespaces" || fs.Arg(0) == "objects"):
 		return runListDaemon(stdout, fs.Arg(0))
+	case fs.NArg() == 1 && fs.Arg(0) == "hooks":
+		return runListHooks(stdout, g)
 	case fs.NArg() == 1 && fs.Arg(0) == "ruleset":
 	case fs.NArg() == 3 && fs.Arg(0) == "table":
 		family, table = fs.Arg(1), fs.Arg(2)

@@ -13,14 +13,30 @@ import (
 // netdev chains, one per protocol family for inet chains on netfilter
 // hooks, otherwise one.
 func Targets(t *ir.Table, c *ir.Chain, opts Options) ([]codegen.Target, error) {
+	cts, err := targets(t, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]codegen.Target, len(cts))
+	for i, ct := range cts {
+		out[i] = ct.Target
+	}
+	return out, nil
+}
+
+// chosenTarget is a target and, for netdev ingress programs, why it has
+// its program type.
+type chosenTarget struct {
+	codegen.Target
+	backend string
+}
+
+func targets(t *ir.Table, c *ir.Chain, opts Options) ([]chosenTarget, error) {
 	base, err := codegen.DefaultTarget(t, c)
 	if err != nil {
 		return nil, err
 	}
 	override := opts.Type
-	if override == nil && t.Family == ir.FamilyNetdev && opts.NetdevBackend != nil {
-		override = opts.NetdevBackend
-	}
 	if override == nil && opts.Cgroup && t.Family != ir.FamilyNetdev && (c.Base.Hook == ir.HookInput || c.Base.Hook == ir.HookOutput) {
 		cg := codegen.CgroupSKB
 		override = &cg
@@ -40,27 +56,45 @@ func Targets(t *ir.Table, c *ir.Chain, opts Options) ([]codegen.Target, error) {
 			base.Egress = c.Base.Hook == ir.HookEgress || c.Base.Hook == ir.HookOutput || c.Base.Hook == ir.HookPostrouting
 		}
 	}
-	var out []codegen.Target
+	// The netdev backend (explicit or automatic) decides the program
+	// type of netdev ingress chains; egress chains are always tcx.
+	choose := opts.Type == nil && t.Family == ir.FamilyNetdev && c.Base.Hook == ir.HookIngress
+	var out []chosenTarget
 	switch {
 	case t.Family == ir.FamilyNetdev:
 		if len(c.Base.Devices) == 0 {
-			return []codegen.Target{base}, nil
+			return []chosenTarget{{Target: base}}, nil
 		}
 		for _, name := range c.Base.Devices {
-			tgt := base
-			if ifi, err := nsctx.InterfaceByName(opts.NetNS, name); err == nil {
+			tgt := chosenTarget{Target: base}
+			ifi, err := nsctx.InterfaceByName(opts.NetNS, name)
+			if err == nil {
 				tgt.Device = &codegen.Device{Index: ifi.Index, Name: ifi.Name, Type: ifi.Type, MAC: ifi.MAC}
+			}
+			if choose {
+				var ch Choice
+				switch {
+				case opts.NetdevBackend != nil:
+					ch = explicitChoice(*opts.NetdevBackend)
+				case err != nil:
+					// Not attachable anyway (the loader refuses a
+					// missing device); the design's default stands.
+					ch = Choice{codegen.XDP, "auto: device not found"}
+				default:
+					ch = ChooseNetdevBackend(probeDevice(opts.NetNS, ifi))
+				}
+				tgt.Type, tgt.Egress, tgt.backend = ch.Type, false, ch.Reason
 			}
 			out = append(out, tgt)
 		}
 	case t.Family == ir.FamilyInet && (base.Type == codegen.Netfilter || base.Type == codegen.CgroupSKB):
 		for _, pf := range []ir.Family{ir.FamilyIPv4, ir.FamilyIPv6} {
-			tgt := base
+			tgt := chosenTarget{Target: base}
 			tgt.ProtoFamily = pf
 			out = append(out, tgt)
 		}
 	default:
-		out = append(out, base)
+		out = append(out, chosenTarget{Target: base})
 	}
 	return out, nil
 }
@@ -69,7 +103,7 @@ func Targets(t *ir.Table, c *ir.Chain, opts Options) ([]codegen.Target, error) {
 // code generator refuses is recorded in refused and left out, and the
 // chain is compiled again, so that every refusal is found.
 func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string) ([]*ChainProgram, error) {
-	targets, err := Targets(t, c, opts)
+	targets, err := targets(t, c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
 	}
@@ -81,7 +115,7 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 		}
 		for {
 			view := withoutRules(t, skip)
-			prog, err := codegen.Compile(view, view.Chain(c.Name), tgt)
+			prog, err := codegen.Compile(view, view.Chain(c.Name), tgt.Target)
 			var ue *codegen.UnsupportedError
 			if errors.As(err, &ue) && ue.Handle != 0 {
 				k := ruleKey{t.Family, t.Name, ue.Chain, ue.Handle}
@@ -98,7 +132,7 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 			if err != nil {
 				return nil, fmt.Errorf("table %s %s, chain %s (%s): %w", t.Family, t.Name, c.Name, tgt.Type, err)
 			}
-			out = append(out, &ChainProgram{Table: t, Chain: c, Target: tgt, Program: prog})
+			out = append(out, &ChainProgram{Table: t, Chain: c, Target: tgt.Target, Backend: tgt.backend, Program: prog})
 			break
 		}
 	}

@@ -20,8 +20,10 @@ import (
 type Options struct {
 	// Type overrides the default program type of every base chain.
 	Type *codegen.ProgramType
-	// NetdevBackend, when set, is the program type of netdev chains (XDP
-	// by default; TC is the alternative).
+	// NetdevBackend, when set, is the program type (XDP or TC) of netdev
+	// ingress chains. Nil chooses per device (ChooseNetdevBackend): tcx
+	// on veth and on devices without native XDP, XDP on drivers with
+	// native XDP. Netdev egress chains are always tcx.
 	NetdevBackend *codegen.ProgramType
 	// Cgroup puts the input and output chains of ip, ip6 and inet tables
 	// on cgroup_skb programs instead of netfilter links.
@@ -61,6 +63,10 @@ type ChainProgram struct {
 	Table   *ir.Table
 	Chain   *ir.Chain
 	Target  codegen.Target
+	// Backend says why a netdev ingress program has its type (the
+	// automatic choice's reason, or the explicit option); empty for
+	// other chains.
+	Backend string
 	Program *codegen.Program
 }
 
