@@ -74,6 +74,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -102,6 +103,22 @@ type Options struct {
 	// overwrite a concurrent writer's change). Apply then does not take
 	// the lock itself.
 	Locked bool
+	// Stats, when not nil, is filled with what Apply did and how long
+	// each step took.
+	Stats *Stats
+}
+
+// Stats describe one Apply: how many attach points kept their running
+// program (see reuseRunning) and how many loaded a new one, and the time
+// from the start of Apply to the end of each step.
+type Stats struct {
+	Kept, Loaded int
+	// Prepared: counter, state and set maps ready, reuse decided.
+	Prepared time.Duration
+	// Built: every new program loaded (verified).
+	Built time.Duration
+	// Switched: attach points switched and the new state committed.
+	Switched time.Duration
 }
 
 // Point kinds.
@@ -140,6 +157,9 @@ type point struct {
 	array      *ebpf.Map     // netfilter
 	dispatcher *ebpf.Program // netfilter, when the link is new
 	link       link.Link     // after the switch
+	// reused is true when the point keeps its running program and link
+	// (see reuseRunning).
+	reused bool
 }
 
 func pinID(key string) string {
@@ -151,6 +171,7 @@ func pinID(key string) string {
 // which must be st's) and makes it the running ruleset recorded in st. See
 // the package documentation for the guarantees.
 func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (err error) {
+	start := time.Now()
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("ruleset not applied: %w", err)
 	}
@@ -218,8 +239,22 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	closers = append(closers, func() error { sets.close(); return nil })
 
+	// Points whose program would come out as the running one keep it.
+	for _, p := range points {
+		p.Fingerprint = fingerprint(p, man, opts)
+	}
+	kept, keptClosers := reuseRunning(st, old, interrupted, points, sm.eventsNew)
+	closers = append(closers, keptClosers...)
+	if opts.Stats != nil {
+		opts.Stats.Kept, opts.Stats.Loaded = kept, len(points)-kept
+		opts.Stats.Prepared = time.Since(start)
+	}
+
 	// Build: load every program and dispatcher before touching anything.
 	for _, p := range points {
+		if p.reused {
+			continue
+		}
 		p.prog, err = p.cp.Program.LoadWith(codegen.SharedMaps{
 			Counters: counters, CounterSlots: p.slots, Sets: sets.maps,
 			State: sm.state, StateSlots: p.stateSlots, Events: sm.events,
@@ -247,12 +282,17 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	if err := hook("built"); err != nil {
 		return err
 	}
+	if opts.Stats != nil {
+		opts.Stats.Built = time.Since(start)
+	}
 
 	// Pin the new generation's objects and write the intent.
 	for i, p := range points {
-		p.Program = fmt.Sprintf("prog-%d-%s", gen, pinID(p.Key))
-		if err := st.Pin(p.Program, p.prog); err != nil {
-			return cleanupFailed(st, old, err)
+		if !p.reused {
+			p.Program = fmt.Sprintf("prog-%d-%s", gen, pinID(p.Key))
+			if err := st.Pin(p.Program, p.prog); err != nil {
+				return cleanupFailed(st, old, err)
+			}
 		}
 		if err := hook(fmt.Sprintf("pinned-%d", i)); err != nil {
 			return err
@@ -292,6 +332,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	// Switch.
 	var undo []func() error
 	for i, p := range points {
+		if p.reused {
+			continue
+		}
 		u, err := switchPoint(ns, st, p, points, opts)
 		if err != nil {
 			for j := len(undo) - 1; j >= 0; j-- {
@@ -334,6 +377,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	if err := st.Rename(state.NextName, state.StateName); err != nil {
 		return errors.Join(append(errs, err)...)
+	}
+	if opts.Stats != nil {
+		opts.Stats.Switched = time.Since(start)
 	}
 	delete(keep, state.NextName)
 	if err := removeExcept(st, keep); err != nil {

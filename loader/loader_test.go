@@ -27,7 +27,7 @@ type attachCase struct {
 func ptr[T any](v T) *T { return &v }
 
 var attachCases = []attachCase{
-	{"xdp", func(tp *topo) *netnstest.NS { return tp.b }, "netdev", `type filter hook ingress device "b0" priority 0;`, nil, KindXDP},
+	{"xdp", func(tp *topo) *netnstest.NS { return tp.b }, "netdev", `type filter hook ingress device "b0" priority 0;`, ptr(codegen.XDP), KindXDP},
 	{"tcx ingress", func(tp *topo) *netnstest.NS { return tp.b }, "netdev", `type filter hook ingress device "b0" priority 0;`, ptr(codegen.TC), KindTCXIngress},
 	{"tcx egress", func(tp *topo) *netnstest.NS { return tp.a }, "netdev", `type filter hook egress device "a0" priority 0;`, nil, KindTCXEgress},
 	{"netfilter prerouting", func(tp *topo) *netnstest.NS { return tp.b }, "ip", `type filter hook prerouting priority 0;`, nil, KindNetfilter},

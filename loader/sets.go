@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
@@ -364,21 +366,9 @@ func shape(points []*point, opts Options) string {
 	for _, p := range points {
 		pt := p.Point
 		pt.Program = ""
+		pt.Fingerprint = ""
 		buf = fmt.Appendf(buf, "point %+v slots %v state %v\n", pt, p.slots, p.stateSlots)
-		for _, ins := range p.cp.Program.Spec.Instructions {
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.OpCode))
-			buf = append(buf, byte(ins.Dst), byte(ins.Src))
-			buf = binary.LittleEndian.AppendUint16(buf, uint16(ins.Offset))
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.Constant))
-			buf = append(buf, ins.Reference()...)
-			buf = append(buf, 0)
-			buf = append(buf, ins.Symbol()...)
-			buf = append(buf, 0)
-			if len(buf) > 1<<16 {
-				h.Write(buf)
-				buf = buf[:0]
-			}
-		}
+		buf = hashInstructions(h, buf, p.cp.Program.Spec.Instructions)
 		var names []string
 		for s := range p.cp.Program.Sets {
 			names = append(names, fmt.Sprintf("set %q key %d size %d flags %#x verdicts %q", s.Name, s.KeyLen, s.Size, s.Flags, verdictNames(s)))
@@ -391,6 +381,28 @@ func shape(points []*point, opts Options) string {
 	}
 	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// hashInstructions appends insns to buf, writing buf to h whenever it
+// grows large, and returns what is left of buf. Map references appear by
+// symbol: set maps by set name, group maps by a name that carries their
+// contents.
+func hashInstructions(h hash.Hash, buf []byte, insns asm.Instructions) []byte {
+	for _, ins := range insns {
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.OpCode))
+		buf = append(buf, byte(ins.Dst), byte(ins.Src))
+		buf = binary.LittleEndian.AppendUint16(buf, uint16(ins.Offset))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(ins.Constant))
+		buf = append(buf, ins.Reference()...)
+		buf = append(buf, 0)
+		buf = append(buf, ins.Symbol()...)
+		buf = append(buf, 0)
+		if len(buf) > 1<<16 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	return buf
 }
 
 // updateSetsOnly serves a load that differs from the running ruleset only

@@ -92,6 +92,11 @@ type Point struct {
 	// (xdp or tcx-ingress): the automatic choice's reason, or the
 	// --netdev-backend option.
 	Backend string `json:"backend,omitempty"`
+	// Fingerprint identifies the loaded program: its instructions, map
+	// layout (counter and state slots, the maps it references by entry
+	// name) and attach point. A reload whose program for this point has
+	// the same fingerprint keeps the running program and link.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Link, Program and Array are entry names in the state directory;
 	// Array is set for netfilter points (the dispatcher's program array).
 	Link    string `json:"link"`

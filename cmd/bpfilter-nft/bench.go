@@ -17,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D] [--sender xdp|packet] [--plot FILE]]",
+		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D] [--sender xdp|packet] [--plot FILE]] [--reload [--reload-rules N]]",
 		summary: "per-packet cost, compile and load time of generated rulesets, as ratios to an empty program",
 		run:     runBench,
 	})
@@ -49,8 +49,21 @@ func runBench(stdout, stderr io.Writer, args []string) error {
 	vethTime := fs.Duration("veth-time", time.Second, "length of each end-to-end measurement")
 	plot := fs.String("plot", "", "with --veth: also draw ns/packet against rules as a PNG to `FILE`")
 	sender := fs.String("sender", "xdp", "with --veth: xdp (live-frame XDP_TX) or packet (AF_PACKET sendmmsg, skbs)")
+	reload := fs.Bool("reload", false, "measure reloads instead: a full load of a generated ruleset, then one rule changed, by phase")
+	reloadRules := fs.Int("reload-rules", 10000, "with --reload: rules in the ruleset")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *reload {
+		var res []*bench.ReloadResult
+		for _, c := range bench.ReloadCases {
+			r, err := bench.Reload(c, *reloadRules)
+			if err != nil {
+				return fmt.Errorf("reload %s: %w", c, err)
+			}
+			res = append(res, r)
+		}
+		return bench.WriteReloadTable(stdout, res)
 	}
 	cfg := bench.Config{Time: *d}
 	for _, s := range split(*types) {

@@ -54,3 +54,19 @@ func TestBench(t *testing.T) {
 	}
 	t.Logf("\n%s", out)
 }
+
+// TestBenchReload runs bench --reload on a small ruleset: a full and a
+// one-rule-changed row per case, and the summary figure.
+func TestBenchReload(t *testing.T) {
+	privtest.Require(t)
+	out, errOut, code := runCLI("bench", "--reload", "--reload-rules", "100")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"verify/load ms", "one rule changed", "grouped: one-rule change of 100 rules:", "ungroupable: one-rule change of 100 rules:", "vs full load"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("\n%s", out)
+}

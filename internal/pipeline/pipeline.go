@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -75,6 +76,9 @@ type Result struct {
 	Ruleset  *ir.Ruleset
 	Programs []*ChainProgram
 	Rules    []RuleReport
+	// Lifted and Compiled are how long lifting the netlink objects to
+	// IR and compiling the base chains took.
+	Lifted, Compiled time.Duration
 }
 
 // Err returns an error naming every rule that was not compiled, or nil.
@@ -120,11 +124,14 @@ func TranslateReader(name string, r io.Reader, opts Options) (*Result, error) {
 // programs are compiled without them so that every other rule's status is
 // known too; such programs must never be loaded (Result.Err is non-nil).
 func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
+	start := time.Now()
 	lifted, err := translate.Lift(rs)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Ruleset: lifted.Ruleset}
+	res := &Result{Ruleset: lifted.Ruleset, Lifted: time.Since(start)}
+	start = time.Now()
+	defer func() { res.Compiled = time.Since(start) }()
 	failed := map[ruleKey]*translate.RuleError{}
 	for _, f := range lifted.Failed {
 		failed[ruleKey{f.Family, f.Table, f.Chain, f.Handle}] = f

@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter-nft/bpfilter-nft/internal/netnstest"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/loader"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+)
+
+// ReloadCase is a ruleset whose reload after a one-rule change is
+// measured.
+type ReloadCase string
+
+// Reload cases.
+const (
+	// ReloadGrouped is one IPv4 input chain of uniform rules (one rule
+	// group).
+	ReloadGrouped ReloadCase = "grouped"
+	// ReloadUngroupable is a grouped input chain holding 80% of the
+	// rules and a forward chain of port ranges (straight-line code) with
+	// the rest; the change is in the grouped chain.
+	ReloadUngroupable ReloadCase = "ungroupable"
+)
+
+// ReloadCases lists every case.
+var ReloadCases = []ReloadCase{ReloadGrouped, ReloadUngroupable}
+
+// Phases are the times of one load, by step.
+type Phases struct {
+	Parse   time.Duration // nft parses the ruleset, bpfilter-nft reads it back
+	Lift    time.Duration // netlink objects to IR
+	Compile time.Duration // IR to instructions, every base chain
+	Prepare time.Duration // counter, state and set maps; which programs stay
+	Load    time.Duration // new programs loaded (verified)
+	Attach  time.Duration // attach points switched, state committed
+	Kept    int           // programs kept running
+	Loaded  int           // programs loaded
+	Insns   int           // instructions of all programs
+	Total   time.Duration
+}
+
+// ReloadResult is a full load of a ruleset and the reload that changes one
+// of its rules.
+type ReloadResult struct {
+	Case   ReloadCase
+	Rules  int
+	Full   Phases
+	Change Phases
+}
+
+// Reload loads a generated ruleset of n rules into a scratch network
+// namespace (pinned on a bpffs of its own, both removed afterwards), then
+// loads it again with one rule of its grouped chain changed (another port),
+// and reports the phases of both loads.
+func Reload(c ReloadCase, n int) (*ReloadResult, error) {
+	tns, err := netnstest.New()
+	if err != nil {
+		return nil, err
+	}
+	defer tns.Close()
+	ns, err := nsctx.OpenNetNS(fmt.Sprintf("/proc/self/fd/%d", tns.File().Fd()))
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("bpfnft-reload-%d-", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return nil, fmt.Errorf("mount bpffs on %s: %w", dir, err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	st, err := state.Open(ns, state.Options{Root: filepath.Join(dir, "state")})
+	if err != nil {
+		return nil, err
+	}
+	defer loader.Flush(st)
+
+	grouped, ranges := n, 0
+	if c == ReloadUngroupable {
+		ranges = n / 5
+		grouped = n - ranges
+	}
+	rules := Generate(Uniform, grouped, false)
+	text := func() string {
+		s := Ruleset(ir.FamilyIPv4, ir.HookInput, "", rules)
+		if ranges > 0 {
+			r := Ruleset(ir.FamilyIPv4, ir.HookForward, "", Generate(Ranges, ranges, false))
+			s += strings.Replace(strings.Replace(r, "table ip bench", "table ip bench_ranges", 1), "chain input", "chain forward", 1)
+		}
+		return s
+	}
+	res := &ReloadResult{Case: c, Rules: n}
+	if res.Full, err = loadTimed(ns, st, tns, text()); err != nil {
+		return nil, fmt.Errorf("full load: %w", err)
+	}
+	// A port no generated rule uses: the rule still belongs to the group.
+	rules[grouped/2].Dport = 65000
+	if res.Change, err = loadTimed(ns, st, tns, text()); err != nil {
+		return nil, fmt.Errorf("one-rule change: %w", err)
+	}
+	return res, nil
+}
+
+// loadTimed parses, translates and applies text, timing each phase.
+func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (Phases, error) {
+	var ph Phases
+	start := time.Now()
+	rs, err := nftfile.Parse("bench.nft", strings.NewReader(text), nftfile.Options{TargetNetNS: tns.File()})
+	if err != nil {
+		return ph, err
+	}
+	ph.Parse = time.Since(start)
+	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: ns})
+	if err != nil {
+		return ph, err
+	}
+	if err := res.Err(); err != nil {
+		return ph, err
+	}
+	ph.Lift, ph.Compile = res.Lifted, res.Compiled
+	for _, p := range res.Programs {
+		ph.Insns += len(p.Program.Spec.Instructions)
+	}
+	var stats loader.Stats
+	if err := loader.Apply(ns, st, res, loader.Options{Stats: &stats}); err != nil {
+		return ph, err
+	}
+	ph.Total = time.Since(start)
+	ph.Prepare, ph.Load, ph.Attach = stats.Prepared, stats.Built-stats.Prepared, stats.Switched-stats.Built
+	ph.Kept, ph.Loaded = stats.Kept, stats.Loaded
+	return ph, nil
+}
+
+// WriteReloadTable prints one row per load: the phases in milliseconds and
+// how many programs were kept and loaded, then for each case the figure
+// "one-rule change of N rules: X ms vs full load Y ms".
+func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\trules\tload\tparse ms\tlift ms\tcompile ms\tprepare ms\tverify/load ms\tattach ms\ttotal ms\tprograms kept\tloaded\t")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e6) }
+	for _, r := range res {
+		for _, row := range []struct {
+			name string
+			ph   Phases
+		}{{"full", r.Full}, {"one rule changed", r.Change}} {
+			p := row.ph
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
+				ms(p.Parse), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), p.Kept, p.Loaded)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range res {
+		fmt.Fprintf(w, "%s: one-rule change of %d rules: %.0f ms (verify/load + attach %.0f ms) vs full load %.0f ms (%.0f ms)\n", r.Case, r.Rules,
+			float64(r.Change.Total)/1e6, float64(r.Change.Load+r.Change.Attach)/1e6, float64(r.Full.Total)/1e6, float64(r.Full.Load+r.Full.Attach)/1e6)
+	}
+	return nil
+}
