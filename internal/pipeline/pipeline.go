@@ -61,9 +61,9 @@ type RuleReport struct {
 
 // ChainProgram is the program compiled for one base chain.
 type ChainProgram struct {
-	Table   *ir.Table
-	Chain   *ir.Chain
-	Target  codegen.Target
+	Table  *ir.Table
+	Chain  *ir.Chain
+	Target codegen.Target
 	// Backend says why a netdev ingress program has its type (the
 	// automatic choice's reason, or the explicit option); empty for
 	// other chains.
