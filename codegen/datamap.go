@@ -31,7 +31,7 @@ func (g *gen) metaSetMap(m *ir.MetaSetMap, next string) error {
 			return err
 		}
 		g.b.emit(
-			asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+			asm.LoadMem(asm.R1, asm.R0, setDataOff(s), asm.Word),
 			asm.StoreMem(asm.R6, skbMark, asm.R1, asm.Word),
 		)
 		return nil

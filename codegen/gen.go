@@ -39,7 +39,8 @@ const (
 	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
 	// setkey.go), slotScanIdx and slotScanCnt (-408, -416,
-	// rangetable.go), slotSetMap (-424, setslot.go). An LPM trie key puts its prefix length in the
+	// rangetable.go), slotSetMap (-424, setslot.go), slotSetValue (-432,
+	// timeout.go). An LPM trie key puts its prefix length in the
 	// word right below the buffer (-260…-256) while a lookup is made.
 )
 

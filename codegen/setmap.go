@@ -98,9 +98,6 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 			return nil, nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
 		}
 		value := one
-		if s.HasTimeouts() {
-			value = timeoutValue(s, e, now)
-		}
 		if isDataMap(s) {
 			if uint32(len(e.Data)) != s.DataLen {
 				return nil, nil, fmt.Errorf("map %s: element %x has no %d-byte value", s.Name, e.Low, s.DataLen)
@@ -116,6 +113,16 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 				return nil, nil, fmt.Errorf("verdict map %s: element %x: verdict %s is not among the compiled %v", s.Name, e.Low, e.Verdict, targets)
 			}
 			value = v
+		}
+		if s.HasTimeouts() {
+			// The deadline first (see expiryCheck), then the
+			// element's data or verdict index, if any.
+			tv := timeoutValue(s, e, now)
+			if index != nil || isDataMap(s) {
+				value = append(tv, value...)
+			} else {
+				value = tv
+			}
 		}
 		if s.Flags&ir.SetInterval == 0 {
 			if !bytes.Equal(e.Low, e.High) {
@@ -136,15 +143,35 @@ func SetMapEntriesWith(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, 
 // setValueSize is the value size of the map backing s.
 func setValueSize(s *ir.Set) uint32 {
 	if s.HasTimeouts() {
-		return timeoutValueSize
+		return timeoutValueSize + setDataSize(s)
 	}
-	if s.IsVerdictMap() {
-		return 4
-	}
-	if isDataMap(s) {
-		return s.DataLen
+	if s.IsVerdictMap() || isDataMap(s) {
+		return setDataSize(s)
 	}
 	return 1
+}
+
+// setDataSize is the size of the data of an element of map s in the
+// value of its BPF map: a verdict index (4 bytes) or the data; 0 for a
+// set.
+func setDataSize(s *ir.Set) uint32 {
+	switch {
+	case s.IsVerdictMap():
+		return 4
+	case isDataMap(s):
+		return s.DataLen
+	}
+	return 0
+}
+
+// setDataOff is the offset of an element's data in the value of the map
+// of s (a hash map or LPM trie): after its TimeoutValue when elements
+// can expire.
+func setDataOff(s *ir.Set) int16 {
+	if s.HasTimeouts() {
+		return timeoutValueSize
+	}
+	return 0
 }
 
 // isDataMap reports whether s maps keys to 4-byte values (meta mark set

@@ -13,7 +13,9 @@ import (
 // Sets with timeouts. The map of a set whose elements can expire (see
 // ir.Set.HasTimeouts) holds, per key, a TimeoutValue: the element's
 // deadline on the CLOCK_MONOTONIC clock, which bpf_ktime_get_ns reads,
-// and its timeout as nft lists it. The kernel's nf_tables keeps the
+// and its timeout as nft lists it; in a verdict or data map the element's
+// verdict index or data follows it. Every prefix of a range in an
+// interval set's LPM trie carries its element's value. The kernel's nf_tables keeps the
 // deadline in jiffies (get_jiffies_64() + timeout), which advance with the
 // monotonic clock and, like it, stop while the machine is suspended
 // (jiffies are brought forward from the monotonic clock after a resume,
@@ -53,6 +55,16 @@ func ParseTimeoutValue(b []byte) (TimeoutValue, error) {
 	return TimeoutValue{Deadline: binary.NativeEndian.Uint64(b), Timeout: binary.NativeEndian.Uint64(b[8:])}, nil
 }
 
+// TimeoutPart returns the TimeoutValue bytes at the start of the value b
+// of an element of a set with timeouts (a map's element data follows
+// them), or b itself when it is shorter.
+func TimeoutPart(b []byte) []byte {
+	if len(b) > timeoutValueSize {
+		return b[:timeoutValueSize]
+	}
+	return b
+}
+
 // Expired reports whether an element with value v has expired at now
 // (nanoseconds of CLOCK_MONOTONIC).
 func (v TimeoutValue) Expired(now uint64) bool { return v.Deadline != 0 && now >= v.Deadline }
@@ -89,15 +101,25 @@ func timeoutValue(s *ir.Set, e ir.SetElement, now uint64) []byte {
 }
 
 // timeoutInMap reports whether set s, whose elements can expire, is
-// backed by a map: named (or large anonymous) sets of exact keys, not
-// maps, intervals or dynamic sets.
+// backed by a map: a hash map or LPM trie whose values start with a
+// TimeoutValue — sets, verdict maps and data maps of exact keys or (one
+// field) intervals. Not concatenated intervals (range tables), object
+// maps or dynamic sets.
 func timeoutInMap(s *ir.Set) bool {
-	return s.Flags&(ir.SetMap|ir.SetObject|ir.SetEval|ir.SetInterval) == 0
+	if s.Flags&(ir.SetObject|ir.SetEval) != 0 || (s.Concatenated() && s.Flags&ir.SetInterval != 0) {
+		return false
+	}
+	return s.Flags&ir.SetMap == 0 || s.IsVerdictMap() || isDataMap(s)
 }
+
+// slotSetValue holds the pointer to a set element's value while its
+// deadline is checked (below slotSetMap).
+const slotSetValue = -432
 
 // expiryCheck follows a successful lookup in the map of s (R0 points at
 // the value): for a set with timeouts it jumps to miss when the element
-// has expired. It clobbers R0 to R5.
+// has expired, and otherwise falls through with R0 still pointing at the
+// value. It clobbers R1 to R5.
 func (g *gen) expiryCheck(s *ir.Set, miss string) {
 	if !s.HasTimeouts() {
 		return
@@ -106,10 +128,12 @@ func (g *gen) expiryCheck(s *ir.Set, miss string) {
 	g.b.emit(
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.JEq.Imm(asm.R1, 0, live),
-		asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
+		asm.StoreMem(asm.R10, slotSetValue, asm.R0, asm.DWord),
 		asm.FnKtimeGetNs.Call(),
-		asm.LoadMem(asm.R1, asm.R10, slotKey, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R10, slotSetValue, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord),
 		asm.JGE.Reg(asm.R0, asm.R1, miss),
+		asm.LoadMem(asm.R0, asm.R10, slotSetValue, asm.DWord),
 	)
 	g.b.label(live)
 }

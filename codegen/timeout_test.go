@@ -102,9 +102,105 @@ func TestTimeoutValues(t *testing.T) {
 	if spec.Type != ebpf.Hash || spec.ValueSize != timeoutValueSize {
 		t.Errorf("spec %+v, want a hash map of %d-byte values", spec, timeoutValueSize)
 	}
-	for _, f := range []ir.SetFlags{ir.SetInterval, ir.SetMap, ir.SetEval} {
-		if InMap(&ir.Set{Name: "x", Flags: ir.SetTimeout | f, KeyLen: 4}) {
-			t.Errorf("set with timeouts and flags %#x is backed by a map", f)
+	for _, tc := range []struct {
+		set   *ir.Set
+		inMap bool
+	}{
+		{&ir.Set{Name: "interval", Flags: ir.SetTimeout | ir.SetInterval, KeyLen: 4}, true},
+		{&ir.Set{Name: "vmap", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: ir.DataVerdict}, true},
+		{&ir.Set{Name: "data map", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: 19, DataLen: 4}, true},
+		{&ir.Set{Name: "concatenated ranges", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat, KeyLen: 8, Fields: []uint32{4, 2}}, false},
+		{&ir.Set{Name: "map of other data", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: 7, DataLen: 16}, false},
+		{&ir.Set{Name: "dynamic", Flags: ir.SetTimeout | ir.SetEval, KeyLen: 4}, false},
+	} {
+		if got := InMap(tc.set); got != tc.inMap {
+			t.Errorf("%s: backed by a map: %v, want %v", tc.set.Name, got, tc.inMap)
 		}
+	}
+	vs, err := SetMapSpec(&ir.Set{Name: "vmap", Flags: ir.SetTimeout | ir.SetMap | ir.SetInterval, KeyLen: 4, DataType: ir.DataVerdict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs.Type != ebpf.LPMTrie || vs.ValueSize != timeoutValueSize+4 {
+		t.Errorf("interval verdict map spec %+v, want an LPM trie of %d-byte values", vs, timeoutValueSize+4)
+	}
+}
+
+// TestTimeoutMapLookup runs lookups in interval sets (LPM tries), verdict
+// maps (exact and interval keys) and data maps with timeouts on every
+// program type (data maps where meta mark set works: tc and cgroup): an
+// element whose deadline has passed is not there (the rule goes on with
+// the next one), a live one and one that never expires are.
+func TestTimeoutMapLookup(t *testing.T) {
+	privileged(t)
+	now := MonotonicNow()
+	hour := uint64(time.Hour)
+	live, gone := now+hour, now-uint64(time.Second)
+	// Element states: d is the deadline (0: never expires).
+	type elem struct {
+		lo, hi uint16
+		d      uint64
+		v      *ir.Verdict
+		mark   uint32
+	}
+	build := func(s *ir.Set, es ...elem) *ir.Set {
+		for _, e := range es {
+			se := ir.SetElement{Low: u16(e.lo), High: u16(e.hi), Deadline: e.d, Verdict: e.v}
+			if e.d != 0 {
+				se.Timeout = 60000
+			}
+			if s.DataLen == 4 {
+				se.Data = u32le(e.mark)
+			}
+			s.Elements = append(s.Elements, se)
+		}
+		return s
+	}
+	iv := build(&ir.Set{Name: "iv", Flags: ir.SetTimeout | ir.SetInterval, KeyType: 13, KeyLen: 2},
+		elem{lo: 30, hi: 39, d: live}, elem{lo: 40, hi: 49, d: gone}, elem{lo: 50, hi: 59})
+	vmExact := build(&ir.Set{Name: "vm", Flags: ir.SetTimeout | ir.SetMap, KeyType: 13, KeyLen: 2, DataType: ir.DataVerdict, Timeout: 60000},
+		elem{lo: 60, hi: 60, d: live, v: drop}, elem{lo: 61, hi: 61, d: gone, v: drop}, elem{lo: 62, hi: 62, v: drop})
+	vmRange := build(&ir.Set{Name: "vmi", Flags: ir.SetTimeout | ir.SetMap | ir.SetInterval, KeyType: 13, KeyLen: 2, DataType: ir.DataVerdict},
+		elem{lo: 70, hi: 74, d: live, v: drop}, elem{lo: 75, hi: 79, d: gone, v: drop})
+	dm := build(&ir.Set{Name: "dm", Flags: ir.SetTimeout | ir.SetMap, KeyType: 13, KeyLen: 2, DataType: 19, DataLen: 4},
+		elem{lo: 90, hi: 90, d: live, mark: 5}, elem{lo: 91, hi: 91, d: gone, mark: 5}, elem{lo: 92, hi: 92, mark: 5})
+	for _, fl := range allFlavours(ir.FamilyIPv4) {
+		t.Run(fl.name, func(t *testing.T) {
+			marks := fl.tgt.Type == TC || fl.tgt.Type == CgroupSKB
+			rules := []*ir.Rule{
+				rule(&ir.Match{Field: th(2, 2), Op: ir.OpInSet, Set: iv}, drop),
+				rule(vm(vmExact, th(2, 2))),
+				rule(vm(vmRange, th(2, 2))),
+			}
+			sets := []*ir.Set{iv, vmExact, vmRange}
+			if marks {
+				rules = append(rules,
+					rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), &ir.MetaSetMap{Meta: ir.MetaMark, Key: []ir.Field{th(2, 2)}, Map: dm}),
+					rule(eq(meta(ir.MetaMark), u32le(5)), drop))
+				sets = append(sets, dm)
+			}
+			tab, c := table(ir.FamilyIPv4, 0, ir.VerdictAccept, rules)
+			tab.Sets = sets
+			l := loadFlavour(t, fl, tab, c)
+			cases := []struct {
+				port uint16
+				want ir.VerdictKind
+			}{
+				{30, ir.VerdictDrop}, {39, ir.VerdictDrop}, {40, ir.VerdictAccept}, {49, ir.VerdictAccept}, {55, ir.VerdictDrop}, {60 - 1, ir.VerdictDrop},
+				{60, ir.VerdictDrop}, {61, ir.VerdictAccept}, {62, ir.VerdictDrop}, {63, ir.VerdictAccept},
+				{70, ir.VerdictDrop}, {74, ir.VerdictDrop}, {75, ir.VerdictAccept}, {79, ir.VerdictAccept},
+			}
+			if marks {
+				cases = append(cases, []struct {
+					port uint16
+					want ir.VerdictKind
+				}{{90, ir.VerdictDrop}, {91, ir.VerdictAccept}, {92, ir.VerdictDrop}, {93, ir.VerdictAccept}}...)
+			}
+			for _, tc := range cases {
+				if v := run(t, fl, l, tcp4(tc.port)); v != tc.want {
+					t.Errorf("tcp %d: got %s, want %s", tc.port, vname(v), vname(tc.want))
+				}
+			}
+		})
 	}
 }

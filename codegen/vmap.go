@@ -26,8 +26,8 @@ func (g *gen) verdictMap(v *ir.VerdictMap, next, ret string, depth int, active m
 	if s == nil || !s.IsVerdictMap() {
 		return nil, g.unsupported("verdict map lookup in a set that is not a verdict map")
 	}
-	if s.Flags&(ir.SetTimeout|ir.SetEval|ir.SetObject) != 0 {
-		return nil, g.unsupported("dynamic verdict maps (timeout/dynamic flag) are not supported")
+	if s.Flags&(ir.SetEval|ir.SetObject) != 0 || (s.HasTimeouts() && !InMap(s)) {
+		return nil, g.unsupported("dynamic verdict maps (dynamic flag, or timeouts in a verdict map that cannot be a map) are not supported")
 	}
 	targets := s.Verdicts()
 	labels := make([]string, len(targets))
@@ -78,6 +78,8 @@ func (g *gen) verdictMap(v *ir.VerdictMap, next, ret string, depth int, active m
 			dataOff = int16(2 * s.KeyLen)
 		} else if err := g.mapLookup(s, next); err != nil {
 			return nil, err
+		} else {
+			dataOff = setDataOff(s)
 		}
 		g.b.emit(asm.LoadMem(asm.R1, asm.R0, dataOff, asm.Word))
 		for i, l := range labels {

@@ -44,7 +44,9 @@ func collectExpired(m *ebpf.Map, s *ir.Set) error {
 }
 
 // liveEntries returns the elements of the map of a set with timeouts that
-// have not expired, by key; with collect it deletes the expired ones.
+// have not expired, by key (an element's first key: for an LPM trie, the
+// address of a prefix, the first prefix of a range starting at the
+// range's low end); with collect it deletes the expired ones.
 func liveEntries(m *ebpf.Map, collect bool) (map[string]codegen.TimeoutValue, error) {
 	keys, values, err := codegen.SetMapContentEntries(m)
 	if err != nil {
@@ -53,12 +55,16 @@ func liveEntries(m *ebpf.Map, collect bool) (map[string]codegen.TimeoutValue, er
 	now := codegen.MonotonicNow()
 	out := make(map[string]codegen.TimeoutValue, len(keys))
 	for i, k := range keys {
-		v, err := codegen.ParseTimeoutValue(values[i])
+		v, err := codegen.ParseTimeoutValue(codegen.TimeoutPart(values[i]))
 		if err != nil {
 			return nil, fmt.Errorf("key %x: %w", k, err)
 		}
 		if !v.Expired(now) {
-			out[string(k)] = v
+			if m.Type() == ebpf.LPMTrie && len(k) > 4 {
+				out[string(k[4:])] = v
+			} else {
+				out[string(k)] = v
+			}
 			continue
 		}
 		if collect {

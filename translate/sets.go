@@ -289,7 +289,7 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 			if !rangeOrdered(s, e.Key, e.KeyEnd) {
 				return nil, fmt.Errorf("interval element %x-%x starts after it ends", e.Key, e.KeyEnd)
 			}
-			out = append(out, ir.SetElement{Low: e.Key, High: e.KeyEnd})
+			out = append(out, ir.SetElement{Low: e.Key, High: e.KeyEnd, Timeout: e.Timeout, Expires: e.Expiration})
 		}
 		sortElements(out)
 		return out, nil
@@ -306,12 +306,13 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 	})
 	var out []ir.SetElement
 	var open []byte
+	var opened nlmsg.SetElem // the start element of open: its timeouts
 	for _, e := range sorted {
 		if e.Flags&elemIntervalEnd == 0 {
 			if open != nil {
 				return nil, fmt.Errorf("interval starting at %x opens inside another", e.Key)
 			}
-			open = e.Key
+			open, opened = e.Key, e
 			continue
 		}
 		if open == nil {
@@ -323,12 +324,12 @@ func normaliseElements(s *ir.Set, in []nlmsg.SetElem) ([]ir.SetElement, error) {
 		if !ok || bytes.Compare(high, open) < 0 {
 			return nil, fmt.Errorf("empty interval [%x, %x)", open, e.Key)
 		}
-		out = append(out, ir.SetElement{Low: open, High: high})
+		out = append(out, ir.SetElement{Low: open, High: high, Timeout: opened.Timeout, Expires: opened.Expiration})
 		open = nil
 	}
 	if open != nil {
 		// An interval with no end runs to the largest key.
-		out = append(out, ir.SetElement{Low: open, High: bytes.Repeat([]byte{0xff}, keyLen)})
+		out = append(out, ir.SetElement{Low: open, High: bytes.Repeat([]byte{0xff}, keyLen), Timeout: opened.Timeout, Expires: opened.Expiration})
 	}
 	return out, nil
 }

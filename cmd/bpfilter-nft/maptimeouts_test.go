@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
+	"github.com/bpfilter-nft/bpfilter-nft/ir"
+)
+
+// TestMapTimeouts runs, side by side with the kernel's nftables (twin
+// namespaces, element commands given to both), an interval set, a verdict
+// map, an interval verdict map and a data map (meta mark set) whose
+// elements expire — own timeouts, a set's default, elements that never
+// expire, elements added by add element — and compares verdicts and
+// listings (times left within 200 ms) while they are live, after some have
+// expired, and after a reload.
+func TestMapTimeouts(t *testing.T) {
+	privtest.Require(t)
+	nftO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nftO.Close()
+	bpfO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bpfO.Close()
+	if err := bpfO.Load(""); err != nil {
+		t.Fatal(err)
+	}
+	cli, _ := receiverCLIRoot(t, bpfO)
+	nftNS := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), nftO.ReceiverNetNS().Fd())
+	nft := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("nsenter", append([]string{"--net=" + nftNS, "nft"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	rules := `table netdev f {
+	set iv {
+		type inet_service
+		flags interval,timeout
+		elements = { 30-39 timeout 2s, 40-49 timeout 9s, 50-59 }
+	}
+	map vm {
+		type inet_service : verdict
+		timeout 2s
+		elements = { 60 : drop, 61 timeout 9s : drop }
+	}
+	map vmi {
+		type inet_service : verdict
+		flags interval,timeout
+		elements = { 70-74 timeout 2s : drop, 75-79 : drop }
+	}
+	map dm {
+		type inet_service : mark
+		flags timeout
+		elements = { 90 timeout 2s : 0x00000005, 91 : 0x00000005 }
+	}
+	chain ing {
+		type filter hook ingress device "` + bpfO.ReceiverIfname() + `" priority 0; policy accept;
+		udp dport @iv drop
+		udp dport vmap @vm
+		udp dport vmap @vmi
+		meta mark set udp dport map @dm
+		meta mark 0x00000005 drop
+	}
+}
+`
+	file := filepath.Join(t.TempDir(), "rules.nft")
+	writeFile(t, file, "flush ruleset\n"+rules)
+	if out, errOut, code := cli("-f", file); code != 0 {
+		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
+	}
+	loaded := time.Now()
+	if err := nftO.Load(rules); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	gap := start.Sub(loaded)
+	both := func(args ...string) {
+		t.Helper()
+		if out, errOut, code := cli(args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s %s", args, code, out, errOut)
+		}
+		nft(args...)
+	}
+	const acc, drp = oracle.Accepted, oracle.Dropped
+	expect := func(step string, want map[uint16]oracle.Result) {
+		t.Helper()
+		for port, w := range want {
+			for _, o := range []*oracle.Oracle{nftO, bpfO} {
+				r, err := o.Verdict(udpFrame(o, false, port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r == oracle.NotReached {
+					r = oracle.Dropped // tcx drops before the hook the oracle watches
+				}
+				who := "nft"
+				if o == bpfO {
+					who = "bpfilter-nft"
+				}
+				if r != w {
+					t.Errorf("%s (%v after load): %s: udp dport %d: %s, want %s", step, time.Since(start).Round(time.Millisecond), who, port, r, w)
+				}
+			}
+		}
+	}
+	listings := func(step, kind, set, want string) {
+		t.Helper()
+		args := []string{"list", kind, "netdev", "f", set}
+		got, errOut, code := cli(args...)
+		if code != 0 {
+			t.Fatalf("%s: list: exit %d: %s", step, code, errOut)
+		}
+		ref := nft(args...)
+		gotT, refT := expiresRE.FindAllStringSubmatch(got, -1), expiresRE.FindAllStringSubmatch(ref, -1)
+		norm := func(s string) string { return expiresRE.ReplaceAllString(s, "expires X") }
+		if norm(got) != norm(ref) || len(gotT) != len(refT) {
+			t.Errorf("%s: listing\n%s\nnft lists\n%s", step, got, ref)
+			return
+		}
+		for i := range gotT {
+			a, b := parseNftTime(t, gotT[i][1]), parseNftTime(t, refT[i][1])
+			if diff := a - b; diff > 200*time.Millisecond || diff < -200*time.Millisecond-gap {
+				t.Errorf("%s: %s element %d expires in %v, nft says %v", step, set, i, a, b)
+			}
+		}
+		if !strings.Contains(norm(got), want) {
+			t.Errorf("%s: listing lacks %q:\n%s", step, want, got)
+		}
+	}
+
+	expect("loaded", map[uint16]oracle.Result{
+		29: acc, 30: drp, 39: drp, 45: drp, 59: drp, 60: drp, 61: drp, 62: acc,
+		70: drp, 79: drp, 80: acc, 90: drp, 91: drp, 92: acc,
+	})
+	listings("loaded", "set", "iv", "elements = { 30-39 timeout 2s expires X, 40-49 timeout 9s expires X, 50-59 }")
+	listings("loaded", "map", "vm", "elements = { 60 expires X : drop, 61 timeout 9s expires X : drop }")
+	listings("loaded", "map", "vmi", "elements = { 70-74 timeout 2s expires X : drop, 75-79 : drop }")
+	listings("loaded", "map", "dm", "elements = { 90 timeout 2s expires X : 0x00000005, 91 : 0x00000005 }")
+	both("add", "element", "netdev", "f", "iv", "{", "100-109", "timeout", "3s", "}")
+	both("add", "element", "netdev", "f", "vm", "{", "62", "timeout", "3s", ":", "drop", "}")
+	added := time.Now()
+	expect("added", map[uint16]oracle.Result{100: drp, 109: drp, 110: acc, 62: drp})
+
+	// Past the 2 s and the added 3 s timeouts, well before the 9 s ones.
+	wake := start.Add(4500 * time.Millisecond)
+	if w := added.Add(3600 * time.Millisecond); w.After(wake) {
+		wake = w
+	}
+	time.Sleep(time.Until(wake))
+	expect("expired", map[uint16]oracle.Result{
+		30: acc, 39: acc, 45: drp, 59: drp, 60: acc, 61: drp, 62: acc,
+		70: acc, 74: acc, 75: drp, 90: acc, 91: drp, 100: acc,
+	})
+	listings("expired", "set", "iv", "elements = { 40-49 timeout 9s expires X, 50-59 }")
+	listings("expired", "map", "vm", "elements = { 61 timeout 9s expires X : drop }")
+	listings("expired", "map", "vmi", "elements = { 75-79 : drop }")
+	listings("expired", "map", "dm", "elements = { 91 : 0x00000005 }")
+
+	// A reload brings no expired element back and restarts no timer.
+	both("add", "rule", "netdev", "f", "ing", "udp", "dport", "99", "drop")
+	expect("reloaded", map[uint16]oracle.Result{30: acc, 45: drp, 60: acc, 61: drp, 70: acc, 90: acc, 99: drp})
+	listings("reloaded", "set", "iv", "elements = { 40-49 timeout 9s expires X, 50-59 }")
+	listings("reloaded", "map", "vm", "elements = { 61 timeout 9s expires X : drop }")
+}
