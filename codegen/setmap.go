@@ -358,13 +358,19 @@ func SetMapContents(m *ebpf.Map) ([][]byte, error) {
 func SetMapContentEntries(m *ebpf.Map) (keys, values [][]byte, err error) {
 	type entry struct{ k, v []byte }
 	var out []entry
-	var k, v []byte
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
-	}
-	if err := it.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read set map: %w", err)
+	if bk, bv, err := batchRead(m); err == nil {
+		for i := range bk {
+			out = append(out, entry{bk[i], bv[i]})
+		}
+	} else {
+		var k, v []byte
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
+		}
+		if err := it.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read set map: %w", err)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].k, out[j].k) < 0 })
 	for _, e := range out {

@@ -259,10 +259,10 @@ func TestSetSwapVerdicts(t *testing.T) {
 	}
 }
 
-// BenchmarkSetSwap measures replacing the element map of a set of
-// 1,000,000 IPv4 addresses by a new one with one more element (build and
-// fill the map, swap it into the slot), against adding the element in
-// place; and the time per packet of a lookup through the slot.
+// BenchmarkSetSwap measures, for a set of 1,000,000 IPv4 addresses,
+// replacing its element map by a new one with one more element (build and
+// fill the map, swap it into the slot), reading the map (what UpdateSet
+// diffs against), and adding one element in place.
 func BenchmarkSetSwap(b *testing.B) {
 	privileged(b)
 	s := ipv4Set("big", 1_000_000)
@@ -291,6 +291,16 @@ func BenchmarkSetSwap(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
 	})
+	// UpdateSet reads the live map to find what changed.
+	b.Run("read/elements=1000000", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			keys, _, err := SetMapContentEntries(inner)
+			if err != nil || len(keys) != 1_000_000 {
+				b.Fatalf("%d keys, %v", len(keys), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/read")
+	})
 	b.Run("in-place/elements=1000000", func(b *testing.B) {
 		e := [][]byte{{192, 0, 2, 1}}
 		var total time.Duration
@@ -306,4 +316,48 @@ func BenchmarkSetSwap(b *testing.B) {
 		}
 		b.ReportMetric(float64(total.Microseconds())/float64(b.N), "us/add")
 	})
+}
+
+// TestSetMapRead: the entries of hash maps (read in batches) and LPM
+// tries (iterated) come back complete, sorted, with their values, across
+// batch boundaries.
+func TestSetMapRead(t *testing.T) {
+	privileged(t)
+	for _, s := range []*ir.Set{
+		ipv4Set("hash", batchChunk+3),
+		portBatch("lpm", ir.SetInterval, 0, 100),
+		{Name: "values", Flags: ir.SetTimeout, KeyType: 13, KeyLen: 2, Elements: []ir.SetElement{
+			{Low: u16(1), High: u16(1), Timeout: 5000, Deadline: 77}, {Low: u16(2), High: u16(2)}}},
+	} {
+		t.Run(s.Name, func(t *testing.T) {
+			m, err := NewSetMap(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			wantK, wantV, err := SetMapEntries(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{}
+			for i, k := range wantK {
+				want[string(k)] = string(wantV[i])
+			}
+			keys, values, err := SetMapContentEntries(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != len(want) {
+				t.Fatalf("%d entries, want %d", len(keys), len(want))
+			}
+			for i, k := range keys {
+				if i > 0 && string(keys[i-1]) >= string(k) {
+					t.Fatalf("entries not sorted at %d: %x, %x", i, keys[i-1], k)
+				}
+				if v, ok := want[string(k)]; !ok || v != string(values[i]) {
+					t.Fatalf("entry %x = %x, want %x (present %v)", k, values[i], v, ok)
+				}
+			}
+		})
+	}
 }

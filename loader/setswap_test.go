@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
 )
 
 // TestSetBatchUpdateUnderTraffic adds and removes a batch of 8,002
@@ -133,5 +137,117 @@ func testBatchUnderTraffic(t *testing.T, atomic bool) {
 	}
 	if !atomic && mixed <= changes {
 		t.Errorf("control: only %d pairs split by %d key-by-key changes; the test cannot detect half-applied batches", mixed, changes)
+	}
+}
+
+// innerMapID returns the ID of the element map the pinned slot name holds.
+func innerMapID(t *testing.T, st *state.Dir, name string) ebpf.MapID {
+	t.Helper()
+	slot, err := ebpf.LoadPinnedMap(st.PinPath(name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Close()
+	m, err := codegen.SetSlotMap(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// TestSetSwapFreesOldMap: a one-key change stays in the element map; a
+// change of several keys puts a new element map into the set's slot (the
+// slot, its pin and the programs stay) and the kernel frees the old one.
+func TestSetSwapFreesOldMap(t *testing.T) {
+	tp := newTopo(t)
+	ns := netns(t, tp.b)
+	st := stateDir(t, ns)
+	if err := Apply(ns, st, translate(t, ns, setRuleset("9", false), nil), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := Load(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slotName := before.Manifest.Sets[0].Map
+	slotID := mapID(t, st, slotName)
+	first := innerMapID(t, st, slotName)
+	update := func(text string, ports ...byte) {
+		t.Helper()
+		s := &ir.Set{Name: "blocked", KeyType: 13, KeyLen: 2}
+		for _, p := range ports {
+			s.Elements = append(s.Elements, ir.SetElement{Low: []byte{0, p}, High: []byte{0, p}})
+		}
+		unlock, err := st.Lock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		if err := UpdateSet(st, ir.FamilyInet, "t", s, setRuleset(text, false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		text  string
+		ports []byte
+		swap  bool
+	}{
+		{"one key added", "9, 10", []byte{9, 10}, false},
+		{"one key deleted", "9", []byte{9}, false},
+		{"two keys added", "9, 10, 11", []byte{9, 10, 11}, true},
+		{"one added, one deleted", "9, 10, 12", []byte{9, 10, 12}, true},
+		{"flushed", "", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := innerMapID(t, st, slotName)
+			update(tc.text, tc.ports...)
+			now := innerMapID(t, st, slotName)
+			if got := mapID(t, st, slotName); got != slotID {
+				t.Errorf("slot %d replaced by %d", slotID, got)
+			}
+			if !tc.swap {
+				if now != old {
+					t.Errorf("element map %d replaced by %d for a one-key change", old, now)
+				}
+				return
+			}
+			if now == old {
+				t.Fatalf("element map %d kept for a change of several keys", old)
+			}
+			// The kernel frees an inner map after an RCU grace period.
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				m, err := ebpf.NewMapFromID(old)
+				if errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				if err == nil {
+					m.Close()
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("old element map %d still exists (%v)", old, err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	if first == innerMapID(t, st, slotName) {
+		t.Error("the element map never changed")
+	}
+	after, err := Load(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range after.Manifest.Points {
+		if after.Manifest.Points[i].Program != before.Manifest.Points[i].Program {
+			t.Errorf("program %s replaced by %s", before.Manifest.Points[i].Program, after.Manifest.Points[i].Program)
+		}
 	}
 }
