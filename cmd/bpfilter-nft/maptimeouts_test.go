@@ -50,22 +50,22 @@ func TestMapTimeouts(t *testing.T) {
 	set iv {
 		type inet_service
 		flags interval,timeout
-		elements = { 30-39 timeout 2s, 40-49 timeout 20s, 50-59 }
+		elements = { 30-39 timeout 4s, 40-49 timeout 30s, 50-59 }
 	}
 	map vm {
 		type inet_service : verdict
-		timeout 2s
-		elements = { 60 : drop, 61 timeout 20s : drop }
+		timeout 4s
+		elements = { 60 : drop, 61 timeout 30s : drop }
 	}
 	map vmi {
 		type inet_service : verdict
 		flags interval,timeout
-		elements = { 70-74 timeout 2s : drop, 75-79 : drop }
+		elements = { 70-74 timeout 4s : drop, 75-79 : drop }
 	}
 	map dm {
 		type inet_service : mark
 		flags timeout
-		elements = { 90 timeout 2s : 0x00000005, 91 : 0x00000005 }
+		elements = { 90 timeout 4s : 0x00000005, 91 : 0x00000005 }
 	}
 	chain ing {
 		type filter hook ingress device "` + bpfO.ReceiverIfname() + `" priority 0; policy accept;
@@ -146,18 +146,18 @@ func TestMapTimeouts(t *testing.T) {
 		29: acc, 30: drp, 39: drp, 45: drp, 59: drp, 60: drp, 61: drp, 62: acc,
 		70: drp, 79: drp, 80: acc, 90: drp, 91: drp, 92: acc,
 	})
-	listings("loaded", "set", "iv", "elements = { 30-39 timeout 2s expires X, 40-49 timeout 20s expires X, 50-59 }")
-	listings("loaded", "map", "vm", "elements = { 60 expires X : drop, 61 timeout 20s expires X : drop }")
-	listings("loaded", "map", "vmi", "elements = { 70-74 timeout 2s expires X : drop, 75-79 : drop }")
-	listings("loaded", "map", "dm", "elements = { 90 timeout 2s expires X : 0x00000005, 91 : 0x00000005 }")
-	both("add", "element", "netdev", "f", "iv", "{", "100-109", "timeout", "3s", "}")
-	both("add", "element", "netdev", "f", "vm", "{", "62", "timeout", "3s", ":", "drop", "}")
+	listings("loaded", "set", "iv", "elements = { 30-39 timeout 4s expires X, 40-49 timeout 30s expires X, 50-59 }")
+	listings("loaded", "map", "vm", "elements = { 60 expires X : drop, 61 timeout 30s expires X : drop }")
+	listings("loaded", "map", "vmi", "elements = { 70-74 timeout 4s expires X : drop, 75-79 : drop }")
+	listings("loaded", "map", "dm", "elements = { 90 timeout 4s expires X : 0x00000005, 91 : 0x00000005 }")
+	both("add", "element", "netdev", "f", "iv", "{", "100-109", "timeout", "5s", "}")
+	both("add", "element", "netdev", "f", "vm", "{", "62", "timeout", "5s", ":", "drop", "}")
 	added := time.Now()
 	expect("added", map[uint16]oracle.Result{100: drp, 109: drp, 110: acc, 62: drp})
 
-	// Past the 2 s and the added 3 s timeouts, well before the 20 s ones.
-	wake := start.Add(4500 * time.Millisecond)
-	if w := added.Add(3600 * time.Millisecond); w.After(wake) {
+	// Past the 4 s and the added 5 s timeouts, well before the 30 s ones.
+	wake := start.Add(6500 * time.Millisecond)
+	if w := added.Add(5600 * time.Millisecond); w.After(wake) {
 		wake = w
 	}
 	time.Sleep(time.Until(wake))
@@ -165,14 +165,14 @@ func TestMapTimeouts(t *testing.T) {
 		30: acc, 39: acc, 45: drp, 59: drp, 60: acc, 61: drp, 62: acc,
 		70: acc, 74: acc, 75: drp, 90: acc, 91: drp, 100: acc,
 	})
-	listings("expired", "set", "iv", "elements = { 40-49 timeout 20s expires X, 50-59 }")
-	listings("expired", "map", "vm", "elements = { 61 timeout 20s expires X : drop }")
+	listings("expired", "set", "iv", "elements = { 40-49 timeout 30s expires X, 50-59 }")
+	listings("expired", "map", "vm", "elements = { 61 timeout 30s expires X : drop }")
 	listings("expired", "map", "vmi", "elements = { 75-79 : drop }")
 	listings("expired", "map", "dm", "elements = { 91 : 0x00000005 }")
 
 	// A reload brings no expired element back and restarts no timer.
 	both("add", "rule", "netdev", "f", "ing", "udp", "dport", "99", "drop")
 	expect("reloaded", map[uint16]oracle.Result{30: acc, 45: drp, 60: acc, 61: drp, 70: acc, 90: acc, 99: drp})
-	listings("reloaded", "set", "iv", "elements = { 40-49 timeout 20s expires X, 50-59 }")
-	listings("reloaded", "map", "vm", "elements = { 61 timeout 20s expires X : drop }")
+	listings("reloaded", "set", "iv", "elements = { 40-49 timeout 30s expires X, 50-59 }")
+	listings("reloaded", "map", "vm", "elements = { 61 timeout 30s expires X : drop }")
 }
