@@ -152,6 +152,14 @@ func (d *daemonTarget) change(stdout io.Writer, g rulesetFlags, name, change str
 	})
 }
 
+// replace applies input that starts with "flush ruleset" without parsing
+// the running ruleset again.
+func (d *daemonTarget) replace(stdout io.Writer, g rulesetFlags, name, input string) error {
+	return d.update(stdout, g, name, func(string) (*nlmsg.Ruleset, error) {
+		return nftfile.Parse(name, strings.NewReader(input), nftfile.Options{TargetNetNS: d.ns.File()})
+	})
+}
+
 // flush removes the ruleset: nft's "flush ruleset".
 func (d *daemonTarget) flush() error { return d.send(replaceBatch(nil, 0)) }
 
