@@ -632,6 +632,8 @@ func (g *gen) loadField(f *ir.Field, span uint32, fail string) error {
 		return g.loadMeta(f, fail)
 	case ir.SourceCT:
 		return g.loadCT(f, fail)
+	case ir.SourceExthdr:
+		return g.loadExthdr(f, span, fail)
 	}
 	return g.unsupported("unknown field source %d", f.Source)
 }

@@ -392,10 +392,10 @@ func (g *gen) pktinfoIPv4(validate bool) {
 	)
 }
 
-// isExtHdr jumps to yes if the protocol number in reg is one
-// ipv6_ext_hdr() accepts, NEXTHDR_NONE excluded.
+// ipv6ExtHdr jumps to yes if the protocol number in reg is one
+// ipv6_ext_hdr() accepts, NEXTHDR_NONE excluded (ESP is not one).
 func (g *gen) ipv6ExtHdr(reg asm.Register, yes string) {
-	for _, p := range []int32{0, 43, 44, 50, 51, 60} {
+	for _, p := range ipv6ExtHdrs {
 		g.b.emit(asm.JEq.Imm(reg, p, yes))
 	}
 }

@@ -280,6 +280,9 @@ func (p *printer) match(mt *Match) string {
 	if s, ok := p.ctFlags(mt); ok {
 		return s
 	}
+	if s, ok := exthdrPresence(mt); ok {
+		return s
+	}
 	mt = widen(mt)
 	lhs, typ, host, mask, eq := p.operand(mt)
 	switch mt.Op {
@@ -315,6 +318,8 @@ func (p *printer) operand(mt *Match) (lhs string, typ ValueType, host bool, mask
 	rest := foldMasks(f.Transforms)
 	if f.Source == SourceCT {
 		lhs, typ, host = p.ctField(f)
+	} else if f.Source == SourceExthdr {
+		lhs, typ = exthdrOperand(f), TypeInteger
 	} else if f.Source == SourceMeta {
 		lhs = "meta " + MetaName(f.Meta)
 		if mtyp, ok := metaTypes[f.Meta]; ok {

@@ -91,6 +91,7 @@ const (
 	SourcePayload Source = iota // packet bytes at Base+Offset
 	SourceMeta                  // packet metadata (NFT_META_*)
 	SourceCT                    // the packet's conntrack entry (NFT_CT_*), see ct.go
+	SourceExthdr                // an IPv6 extension header found as ipv6_find_hdr does, see exthdr.go
 )
 
 // PayloadBase is the header a payload offset is relative to (NFT_PAYLOAD_*).
@@ -146,6 +147,10 @@ type Field struct {
 	Meta   MetaKey     // SourceMeta only
 	CT     CTKey       // SourceCT only
 	CTDir  CTDir       // SourceCT only: the tuple direction of address and port keys
+	// Exthdr is the IPv6 extension header (NEXTHDR_*) and ExthdrMode how
+	// it is read; SourceExthdr only. Offset is then from the header's start.
+	Exthdr     uint8
+	ExthdrMode ExthdrMode
 	// Len is the number of bytes the load places in the register.
 	Len uint32
 	// Transforms are applied in order after the load.

@@ -70,6 +70,9 @@ type ruleLifter struct {
 	// cur and curKind are the expression being lifted.
 	cur     int
 	curKind string
+	// extra are statements an expression lifts to after the one it
+	// returns (an xtables match becomes several Matches).
+	extra []ir.Stmt
 }
 
 func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
@@ -105,6 +108,8 @@ func (l *ruleLifter) lift(r *nlmsg.Rule) (*ir.Rule, error) {
 			}
 		}
 		rule.Stmts = append(rule.Stmts, stmt)
+		rule.Stmts = append(rule.Stmts, l.extra...)
+		l.extra = nil
 	}
 	if v := l.pending(); v != nil {
 		return nil, unusedValue(v)
@@ -176,8 +181,13 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 	case *nlmsg.Ct:
 		return nil, l.ct(e)
 	case *nlmsg.Opaque:
-		if e.Name == "objref" {
+		switch e.Name {
+		case "objref":
 			return l.objref(e)
+		case "exthdr":
+			return nil, l.exthdr(e)
+		case "match":
+			return l.xtMatch(e)
 		}
 		if s, ok, err := statefulExpr(e); ok {
 			return s, err

@@ -43,6 +43,9 @@ type Options struct {
 	// iptables-nft-restore run in the receiver namespace). It must keep
 	// the oracle's observers: o.Load("") and then add to it.
 	LoadKernel func(o *oracle.Oracle) error
+	// Frames are crafted frames checked after the generated ones (the
+	// generator knows nothing of, say, IPv6 extension header chains).
+	Frames []pktgen.Case
 }
 
 // Mismatch is a frame on which a program and the kernel disagree.
@@ -126,6 +129,7 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 			SrcMAC: o.SenderMAC(), DstMAC: o.ReceiverMAC(),
 		})...)
 	}
+	cases = append(cases, opts.Frames...)
 	rep.Frames = len(cases)
 
 	// The kernel's verdicts.

@@ -39,7 +39,7 @@ var unsupportedMatches = map[string]string{
 
 // otherMatches are the remaining xtables match names: valid, untranslated.
 var otherMatches = strings.Fields(`ah esp ipcomp sctp dccp dscp tos ecn tcpmss realm rpfilter
-	osf ipvs cpu devgroup cluster nfacct rateest hbh dst frag rt mh ipv6header eui64 srh
+	osf ipvs cpu devgroup cluster nfacct rateest hbh dst frag mh ipv6header eui64 srh
 	iprange6 devgroup length2 l2tp mac2 cgroup2 multiport2`)
 
 // knownTargets are xtables targets other than the standard verdicts:
@@ -104,6 +104,11 @@ func newMatch(fam nlmsg.Family, name string) (match, error) {
 		return &conntrackMatch{fam: fam, state: true}, nil
 	case "connmark":
 		return &connmarkMatch{}, nil
+	case "rt":
+		if fam != nlmsg.FamilyIPv6 {
+			break
+		}
+		return &rtMatch{}, nil
 	}
 	if reason, ok := unsupportedMatches[name]; ok {
 		return nil, unsupported("-m %s: %s", name, reason)
