@@ -123,16 +123,19 @@ func runIptablesConformance(stdout io.Writer, dir string, verbose bool) error {
 	counts := map[string]int{}
 	for _, r := range tx {
 		counts[r.Status]++
-		if verbose && (r.Status == "differs" || r.Status == "rejected") {
+		if verbose && (r.Status == "differs" || r.Status == "deviates" || r.Status == "rejected" || r.Status == "unloadable") {
 			fmt.Fprintf(stdout, "%s: %s\n  expected %s\n  got      %s\n  %s\n", r.File, r.Command, r.Expected, r.Got, r.Reason)
 		}
 	}
 	fmt.Fprintf(stdout, "iptables .txlate entries: %d\n", len(tx))
-	for _, st := range []string{"equal", "same", "differs", "rejected", "unsupported", "skipped"} {
+	for _, st := range []string{"equal", "same", "semantic", "deviates", "differs", "unloadable", "rejected", "unsupported", "skipped"} {
 		fmt.Fprintf(stdout, "  %-15s %d\n", st, counts[st])
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d .t lines with the wrong outcome", bad)
+	}
+	if counts["differs"] > 0 {
+		return fmt.Errorf("%d .txlate entries translate differently from the expected rule", counts["differs"])
 	}
 	return nil
 }
