@@ -230,6 +230,11 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	man.Shape = shape(points, opts)
 	if done, err := updateSetsOnly(st, old, interrupted, res, points, man, fresh, created || sm.changed()); done || err != nil {
+		if done && err == nil && opts.Stats != nil {
+			// Every program and link stays.
+			d := time.Since(start)
+			*opts.Stats = Stats{Kept: len(points), Prepared: d, Built: d, Switched: d}
+		}
 		return err
 	}
 

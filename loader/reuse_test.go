@@ -202,3 +202,81 @@ table netdev vary {
 		t.Errorf("unchanged ruleset: programs %v → %v", after, again)
 	}
 }
+
+// TestReuseWithSets: a chain that looks up a named set keeps its program
+// only while the set's map stays; when a reload changes the set's
+// elements together with another chain, the packets see the new elements
+// (whether the program was kept or loaded anew), and a reload that
+// changes only the other chain keeps the set chain's program and
+// elements.
+func TestReuseWithSets(t *testing.T) {
+	tp := newTopo(t)
+	ns := netns(t, tp.r)
+	st := stateDir(t, ns)
+	rc := listen(t, tp.b, 7, 10, 11, 12, 13)
+	snd := dial(t, tp.a)
+	ruleset := func(ports string, fwdDrop int) string {
+		return fmt.Sprintf(`table netdev vary {
+	set ports { type inet_service; elements = { %s } }
+	chain in {
+		type filter hook ingress device "r0" priority 0; policy accept;
+		udp dport @ports drop
+	}
+}
+table ip stay {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		udp dport %d drop
+	}
+}
+`, ports, fwdDrop)
+	}
+	check := func(step string, dropped ...int) {
+		t.Helper()
+		rc.reset()
+		for _, port := range []int{7, 10, 11, 12, 13} {
+			snd.send(port, 5)
+		}
+		got := rc.settle()
+		for _, port := range []int{7, 10, 11, 12, 13} {
+			want := 5
+			for _, d := range dropped {
+				if d == port {
+					want = 0
+				}
+			}
+			if got[port] != want {
+				t.Errorf("%s: port %d received %d of 5, want %d", step, port, got[port], want)
+			}
+		}
+	}
+	steps := []struct {
+		name         string
+		ports        string
+		fwd          int
+		dropped      []int
+		kept, loaded int
+		setKept      bool // the set chain's program ID stays
+	}{
+		{"first load", "10", 12, []int{10, 12}, 0, 2, false},
+		{"set and other chain changed", "11", 13, []int{11, 13}, -1, -1, false},
+		{"only the other chain changed", "11", 12, []int{11, 12}, 1, 1, true},
+		{"nothing changed", "11", 12, []int{11, 12}, 2, 0, true},
+	}
+	var prev map[string]ebpf.ProgramID
+	for _, s := range steps {
+		var stats Stats
+		if err := Apply(ns, st, translate(t, ns, ruleset(s.ports, s.fwd), nil), Options{Stats: &stats}); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if s.kept >= 0 && (stats.Kept != s.kept || stats.Loaded != s.loaded) {
+			t.Errorf("%s: %+v, want %d kept and %d loaded", s.name, stats, s.kept, s.loaded)
+		}
+		ids := runningIDs(t, st)
+		if s.setKept && ids["tcx-ingress vary"] != prev["tcx-ingress vary"] {
+			t.Errorf("%s: the set chain's program changed (%d → %d)", s.name, prev["tcx-ingress vary"], ids["tcx-ingress vary"])
+		}
+		check(s.name, s.dropped...)
+		prev = ids
+	}
+}
