@@ -42,7 +42,33 @@ const (
 // set or map of concatenated keys with the interval flag.
 func IsRangeTable(s *ir.Set) bool {
 	return !s.Anonymous() && s.Concatenated() && s.Flags&ir.SetInterval != 0 &&
-		(s.Flags&ir.SetMap == 0 || s.IsVerdictMap()) && s.Flags&(ir.SetObject|ir.SetTimeout|ir.SetEval) == 0
+		(s.Flags&ir.SetMap == 0 || s.IsVerdictMap()) && s.Flags&(ir.SetObject|ir.SetEval) == 0
+}
+
+// rangeDeadlineOff is the offset of the TimeoutValue in the element value
+// of a range table whose elements expire: after the bounds and the data,
+// 8-byte aligned.
+func rangeDeadlineOff(s *ir.Set) uint32 { return (2*s.KeyLen + 4 + 7) &^ 7 }
+
+// rangeValueSize is the size of the values of the range table of s.
+func rangeValueSize(s *ir.Set) uint32 {
+	if s.HasTimeouts() {
+		return rangeDeadlineOff(s) + timeoutValueSize
+	}
+	return 2*s.KeyLen + 4
+}
+
+// RangeTimeout returns the low key and the TimeoutValue of the element
+// value v of a range table of keyLen-byte keys whose elements expire; ok
+// is false for the count entry's value or a value of another size.
+func RangeTimeout(key, v []byte, keyLen uint32) (low []byte, tv TimeoutValue, ok bool) {
+	s := &ir.Set{KeyLen: keyLen, Flags: ir.SetTimeout}
+	off := rangeDeadlineOff(s)
+	if len(key) != 4 || binary.NativeEndian.Uint32(key) == rangeCountKey || uint32(len(v)) != rangeValueSize(s) {
+		return nil, tv, false
+	}
+	tv, err := ParseTimeoutValue(v[off:])
+	return v[:keyLen], tv, err == nil
 }
 
 // rangeCapacity is the number of element slots of the range table of s.
@@ -69,7 +95,7 @@ func rangeTableSpec(s *ir.Set) (*ebpf.MapSpec, error) {
 		Name:       "nft_r_" + sanitize(s.Name),
 		Type:       ebpf.Hash,
 		KeySize:    4,
-		ValueSize:  2*s.KeyLen + 4,
+		ValueSize:  rangeValueSize(s),
 		MaxEntries: c + 1,
 		Flags:      unix.BPF_F_NO_PREALLOC,
 	}, nil
@@ -92,7 +118,7 @@ func rangeEntries(s *ir.Set, targets []ir.Verdict) (keys, values [][]byte, err e
 }
 
 func rangeCountValue(s *ir.Set, n int) []byte {
-	v := make([]byte, 2*s.KeyLen+4)
+	v := make([]byte, rangeValueSize(s))
 	binary.NativeEndian.PutUint32(v, uint32(n))
 	return v
 }
@@ -104,6 +130,7 @@ func rangeElements(s *ir.Set, targets []ir.Verdict) ([][]byte, error) {
 		index[v] = uint32(i)
 	}
 	var out [][]byte
+	now := MonotonicNow()
 	for _, e := range s.Elements {
 		if uint32(len(e.Low)) != s.KeyLen || uint32(len(e.High)) != s.KeyLen {
 			return nil, fmt.Errorf("set %s: element %x-%x is not %d bytes long", s.Name, e.Low, e.High, s.KeyLen)
@@ -119,8 +146,13 @@ func rangeElements(s *ir.Set, targets []ir.Verdict) ([][]byte, error) {
 			}
 			data = i
 		}
-		v := append(append(append([]byte(nil), e.Low...), e.High...), 0, 0, 0, 0)
+		v := make([]byte, rangeValueSize(s))
+		copy(v, e.Low)
+		copy(v[s.KeyLen:], e.High)
 		binary.NativeEndian.PutUint32(v[2*s.KeyLen:], data)
+		if s.HasTimeouts() {
+			copy(v[rangeDeadlineOff(s):], TimeoutOf(s, e, now).bytes())
+		}
 		out = append(out, v)
 	}
 	return out, nil
@@ -261,6 +293,21 @@ func (g *gen) rangeLookup(s *ir.Set, miss string) error {
 		g.b.label(hi)
 		g.cmpValue(offs[i], lens[i], int16(s.KeyLen), ok, ok, next)
 		g.b.label(ok)
+	}
+	if s.HasTimeouts() {
+		// An expired element holds no key: the scan goes on (elements
+		// do not overlap, so it will miss).
+		off := int16(rangeDeadlineOff(s))
+		g.b.emit(
+			asm.LoadMem(asm.R1, asm.R0, off, asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, found),
+			asm.StoreMem(asm.R10, slotSetValue, asm.R0, asm.DWord),
+			asm.FnKtimeGetNs.Call(),
+			asm.LoadMem(asm.R1, asm.R10, slotSetValue, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R1, off, asm.DWord),
+			asm.JGE.Reg(asm.R0, asm.R1, next),
+			asm.LoadMem(asm.R0, asm.R10, slotSetValue, asm.DWord),
+		)
 	}
 	g.b.emit(asm.Ja.Label(found))
 	g.b.label(next)

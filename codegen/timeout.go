@@ -103,10 +103,11 @@ func timeoutValue(s *ir.Set, e ir.SetElement, now uint64) []byte {
 // timeoutInMap reports whether set s, whose elements can expire, is
 // backed by a map: a hash map or LPM trie whose values start with a
 // TimeoutValue — sets, verdict maps and data maps of exact keys or (one
-// field) intervals. Not concatenated intervals (range tables), object
+// field) intervals (range tables, for concatenated intervals, hold it
+// after each element's bounds and data: see RangeTimeout). Not object
 // maps or dynamic sets.
 func timeoutInMap(s *ir.Set) bool {
-	if s.Flags&(ir.SetObject|ir.SetEval) != 0 || (s.Concatenated() && s.Flags&ir.SetInterval != 0) {
+	if s.Flags&(ir.SetObject|ir.SetEval) != 0 {
 		return false
 	}
 	return s.Flags&ir.SetMap == 0 || s.IsVerdictMap() || isDataMap(s)

@@ -109,7 +109,8 @@ func TestTimeoutValues(t *testing.T) {
 		{&ir.Set{Name: "interval", Flags: ir.SetTimeout | ir.SetInterval, KeyLen: 4}, true},
 		{&ir.Set{Name: "vmap", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: ir.DataVerdict}, true},
 		{&ir.Set{Name: "data map", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: 19, DataLen: 4}, true},
-		{&ir.Set{Name: "concatenated ranges", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat, KeyLen: 8, Fields: []uint32{4, 2}}, false},
+		{&ir.Set{Name: "concatenated ranges", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat, KeyLen: 8, Fields: []uint32{4, 2}}, true},
+		{&ir.Set{Name: "anonymous concatenated ranges", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat | ir.SetAnonymous, KeyLen: 8, Fields: []uint32{4, 2}}, false},
 		{&ir.Set{Name: "map of other data", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 4, DataType: 7, DataLen: 16}, false},
 		{&ir.Set{Name: "dynamic", Flags: ir.SetTimeout | ir.SetEval, KeyLen: 4}, false},
 	} {
@@ -126,8 +127,9 @@ func TestTimeoutValues(t *testing.T) {
 	}
 }
 
-// TestTimeoutMapLookup runs lookups in interval sets (LPM tries), verdict
-// maps (exact and interval keys) and data maps with timeouts on every
+// TestTimeoutMapLookup runs lookups in interval sets (LPM tries), sets and
+// verdict maps of concatenated ranges (range tables), verdict maps (exact
+// and interval keys) and data maps with timeouts on every
 // program type (data maps where meta mark set works: tc and cgroup): an
 // element whose deadline has passed is not there (the rule goes on with
 // the next one), a live one and one that never expires are.
@@ -164,6 +166,23 @@ func TestTimeoutMapLookup(t *testing.T) {
 		elem{lo: 70, hi: 74, d: live, v: drop}, elem{lo: 75, hi: 79, d: gone, v: drop})
 	dm := build(&ir.Set{Name: "dm", Flags: ir.SetTimeout | ir.SetMap, KeyType: 13, KeyLen: 2, DataType: 19, DataLen: 4},
 		elem{lo: 90, hi: 90, d: live, mark: 5}, elem{lo: 91, hi: 91, d: gone, mark: 5}, elem{lo: 92, hi: 92, mark: 5})
+	// Range tables: ip saddr . tcp dport, both fields ranges.
+	buildRT := func(s *ir.Set, es ...elem) *ir.Set {
+		for _, e := range es {
+			se := ir.SetElement{Low: ck(ip4(192, 0, 2, 0), e.lo), High: ck(ip4(192, 0, 2, 255), e.hi), Deadline: e.d, Verdict: e.v}
+			if e.d != 0 {
+				se.Timeout = 60000
+			}
+			s.Elements = append(s.Elements, se)
+		}
+		return s
+	}
+	rt := buildRT(concatSet("rt", ir.SetTimeout|ir.SetInterval|ir.SetConcat),
+		elem{lo: 110, hi: 119, d: live}, elem{lo: 120, hi: 129, d: gone}, elem{lo: 130, hi: 139})
+	rtv := concatSet("rtv", ir.SetTimeout|ir.SetInterval|ir.SetConcat|ir.SetMap)
+	rtv.DataType = ir.DataVerdict
+	rtv = buildRT(rtv, elem{lo: 140, hi: 149, d: live, v: drop}, elem{lo: 150, hi: 159, d: gone, v: drop})
+	concat := []ir.Field{nh(12, 4), th(2, 2)}
 	for _, fl := range allFlavours(ir.FamilyIPv4) {
 		t.Run(fl.name, func(t *testing.T) {
 			marks := fl.tgt.Type == TC || fl.tgt.Type == CgroupSKB
@@ -171,8 +190,10 @@ func TestTimeoutMapLookup(t *testing.T) {
 				rule(&ir.Match{Field: th(2, 2), Op: ir.OpInSet, Set: iv}, drop),
 				rule(vm(vmExact, th(2, 2))),
 				rule(vm(vmRange, th(2, 2))),
+				rule(&ir.Lookup{Key: concat, Set: rt}, drop),
+				rule(vm(rtv, concat...)),
 			}
-			sets := []*ir.Set{iv, vmExact, vmRange}
+			sets := []*ir.Set{iv, vmExact, vmRange, rt, rtv}
 			if marks {
 				rules = append(rules,
 					rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), &ir.MetaSetMap{Meta: ir.MetaMark, Key: []ir.Field{th(2, 2)}, Map: dm}),
@@ -189,6 +210,8 @@ func TestTimeoutMapLookup(t *testing.T) {
 				{30, ir.VerdictDrop}, {39, ir.VerdictDrop}, {40, ir.VerdictAccept}, {49, ir.VerdictAccept}, {55, ir.VerdictDrop}, {60 - 1, ir.VerdictDrop},
 				{60, ir.VerdictDrop}, {61, ir.VerdictAccept}, {62, ir.VerdictDrop}, {63, ir.VerdictAccept},
 				{70, ir.VerdictDrop}, {74, ir.VerdictDrop}, {75, ir.VerdictAccept}, {79, ir.VerdictAccept},
+				{110, ir.VerdictDrop}, {119, ir.VerdictDrop}, {120, ir.VerdictAccept}, {129, ir.VerdictAccept},
+				{135, ir.VerdictDrop}, {140, ir.VerdictDrop}, {150, ir.VerdictAccept}, {160, ir.VerdictAccept},
 			}
 			if marks {
 				cases = append(cases, []struct {

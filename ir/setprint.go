@@ -177,7 +177,9 @@ func printSet(b *strings.Builder, fam Family, s *Set) {
 	if s.Flags&SetInterval != 0 {
 		flags = append(flags, "interval")
 	}
-	if s.Flags&SetTimeout != 0 && s.Timeout == 0 {
+	// nft leaves the timeout flag out when a default timeout implies it,
+	// unless it prints other flags (flags interval,timeout).
+	if s.Flags&SetTimeout != 0 && (s.Timeout == 0 || len(flags) > 0) {
 		flags = append(flags, "timeout")
 	}
 	if len(flags) > 0 {

@@ -133,6 +133,9 @@ func prepareSets(st *state.Dir, old *state.Manifest, res *pipeline.Result, gen u
 				return sm, fmt.Errorf("table %s %s, set %s: %w", cp.Table.Family, cp.Table.Name, s.Name, err)
 			}
 			rec := state.SetMap{Family: cp.Table.Family.String(), Table: cp.Table.Name, Name: s.Name, Digest: digest, Verdicts: verdictNames(s), Timeouts: s.HasTimeouts()}
+			if codegen.IsRangeTable(s) {
+				rec.RangeKeyLen = s.KeyLen
+			}
 			if o, ok := oldByKey[key]; ok && o.Digest == digest && slices.Equal(o.Verdicts, rec.Verdicts) && st.Exists(o.Map) {
 				slot, inner, err := openSetSlot(st, o, s)
 				if err == nil {

@@ -31,9 +31,11 @@ func timeoutDigest(s *ir.Set, e ir.SetElement) []byte {
 }
 
 // collectExpired deletes the expired elements from the map of set s (a
-// no-op for a set without timeouts).
+// no-op for a set without timeouts, and for a range table, whose slots
+// cannot be deleted one by one: its expired elements, which no lookup
+// matches, go when its next change rebuilds it without them).
 func collectExpired(m *ebpf.Map, s *ir.Set) error {
-	if !s.HasTimeouts() {
+	if !s.HasTimeouts() || codegen.IsRangeTable(s) {
 		return nil
 	}
 	_, err := liveEntries(m, true)
@@ -76,6 +78,25 @@ func liveEntries(m *ebpf.Map, collect bool) (map[string]codegen.TimeoutValue, er
 	return out, nil
 }
 
+// liveRangeEntries returns the elements of range table m (of
+// keyLen-byte keys) whose elements expire that have not expired, by
+// their low key.
+func liveRangeEntries(m *ebpf.Map, keyLen uint32) (map[string]codegen.TimeoutValue, error) {
+	keys, values, err := codegen.SetMapContentEntries(m)
+	if err != nil {
+		return nil, err
+	}
+	now := codegen.MonotonicNow()
+	out := map[string]codegen.TimeoutValue{}
+	for i, k := range keys {
+		low, v, ok := codegen.RangeTimeout(k, values[i], keyLen)
+		if ok && !v.Expired(now) {
+			out[string(low)] = v
+		}
+	}
+	return out, nil
+}
+
 // SetID names a named set of the running ruleset.
 type SetID struct{ Family, Table, Name string }
 
@@ -101,7 +122,12 @@ func LiveTimeouts(st *state.Dir) (map[SetID]map[string]codegen.TimeoutValue, err
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", rec.Name, err)
 		}
-		live, err := liveEntries(m, false)
+		var live map[string]codegen.TimeoutValue
+		if rec.RangeKeyLen != 0 {
+			live, err = liveRangeEntries(m, rec.RangeKeyLen)
+		} else {
+			live, err = liveEntries(m, false)
+		}
 		m.Close()
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", rec.Name, err)

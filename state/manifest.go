@@ -51,6 +51,10 @@ type SetMap struct {
 	// Timeouts is set for a set whose elements expire: its map's values
 	// hold each element's deadline (codegen.TimeoutValue).
 	Timeouts bool `json:"timeouts,omitempty"`
+	// RangeKeyLen is the key length of a set of concatenated ranges (a
+	// range table, whose values hold an element's bounds before its
+	// deadline); 0 for other sets.
+	RangeKeyLen uint32 `json:"range_key_len,omitempty"`
 }
 
 // Rule is a rule's identity and the counter slots of its counter

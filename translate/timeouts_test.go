@@ -9,7 +9,8 @@ import (
 )
 
 // TestTimeoutSets: expiring elements are taken into named sets, verdict
-// maps and data maps of exact keys and of one-field intervals with their
+// maps and data maps of exact keys and of intervals (one field or
+// concatenated) with their
 // timeout and time left, and refused, naming the set, everywhere else.
 func TestTimeoutSets(t *testing.T) {
 	elem := nlmsg.SetElem{Key: []byte{0, 22}, Timeout: 3000, Expiration: 2500}
@@ -27,7 +28,7 @@ func TestTimeoutSets(t *testing.T) {
 		{"interval with key end", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetInterval, KeyLen: 2}, nlmsg.SetElem{Key: []byte{0, 20}, KeyEnd: []byte{0, 30}, Timeout: 3000, Expiration: 2500}, ""},
 		{"verdict map", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 2, DataType: ir.DataVerdict}, elem, ""},
 		{"data map", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetMap, KeyLen: 2, DataType: 19, DataLen: 4}, elem, ""},
-		{"concatenated ranges", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat, KeyLen: 8, Fields: []uint32{4, 2}}, nlmsg.SetElem{Key: make([]byte, 8), KeyEnd: make([]byte, 8), Timeout: 1000}, "timeouts in sets of concatenated ranges (@t"},
+		{"concatenated ranges", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetInterval | ir.SetConcat, KeyLen: 8, Fields: []uint32{4, 2}}, nlmsg.SetElem{Key: make([]byte, 8), KeyEnd: make([]byte, 8), Timeout: 1000}, ""},
 		{"object map", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetMap | ir.SetObject, KeyLen: 2}, elem, "timeouts in object maps (@t)"},
 		{"dynamic", &ir.Set{Name: "t", Flags: ir.SetTimeout | ir.SetEval, KeyLen: 2}, elem, "dynamic sets (@t"},
 		{"anonymous", &ir.Set{Name: "__set0", Flags: ir.SetTimeout | ir.SetAnonymous, KeyLen: 2}, elem, "the kernel refuses element timeouts in anonymous sets"},
