@@ -65,6 +65,7 @@ type gen struct {
 	anns      []Annotation
 	opts      Options
 	groups    []*GroupMap
+	plans     map[*ir.Chain]map[int]*groupPlan // planGroups' results
 	// base is the base chain compiled; rulesDone counts the rules
 	// compiled so far (for the estimate in tooLong).
 	base      *ir.Chain

@@ -333,6 +333,9 @@ type groupClass struct {
 	keyLen   int
 	seen     map[string]*ir.Verdict // key → verdict of its first rule
 	rules    []groupRule            // the members' rules (set by finish)
+	// mask, when set, makes this a class of a masked group
+	// (groupmask.go); only members is set besides.
+	mask *maskClass
 }
 
 // planGroups finds the runs of c's rules that are compiled as groups,
@@ -341,6 +344,20 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 	if g.opts.Linear {
 		return nil
 	}
+	// A user chain is compiled once per jump to it: plan it once.
+	if p, ok := g.plans[c]; ok {
+		return p
+	}
+	if g.plans == nil {
+		g.plans = map[*ir.Chain]map[int]*groupPlan{}
+	}
+	p := g.planChain(c)
+	g.plans[c] = p
+	return p
+}
+
+// planChain plans the groups of c (see planGroups).
+func (g *gen) planChain(c *ir.Chain) map[int]*groupPlan {
 	min := g.opts.GroupMin
 	if min <= 0 {
 		min = DefaultGroupMin
@@ -355,6 +372,8 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 		parsed[i] = parsedRule{gr, ok, ok && groupable(gr)}
 	}
 	plans := map[int]*groupPlan{}
+	var masks *maskTable
+	maskTried := 0
 	for i := 0; i < len(c.Rules); {
 		one := planRun(parsed, i, 1)
 		var many *groupPlan
@@ -368,6 +387,23 @@ func (g *gen) planGroups(c *ir.Chain) map[int]*groupPlan {
 			p = many
 		case one != nil && len(one.rules) >= min && len(one.classes[0].keysVary()) > 0:
 			p = one
+		}
+		if (p == nil || p.end < len(parsed) || len(p.classes) > 1) && i >= maskTried {
+			// A masked group (groupmask.go) serves ranges and mixed
+			// prefixes too; it is taken where it serves more rules,
+			// or as many in fewer lookups.
+			if masks == nil {
+				masks = newMaskTable(parsed)
+			}
+			m := masks.planMaskRun(parsed, i, len(parsed))
+			if m != nil && len(m.rules) >= max(min, 4*len(m.classes)) &&
+				(len(m.rules) > len(p.rulesOrNil()) || len(m.rules) == len(p.rulesOrNil()) && len(m.classes) < len(p.classes)) {
+				p = m
+			} else if m != nil {
+				// Planning is linear in the run: starts inside a
+				// run that was not taken are not tried again.
+				maskTried = m.end
+			}
 		}
 		if p == nil {
 			i++
@@ -721,6 +757,9 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 // key, and the lookup, which leaves the map value in R0; a packet that
 // fails a guard, cannot load a field or misses the map goes to next.
 func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string) (*GroupMap, error) {
+	if cl.mask != nil {
+		return g.maskLookup(c, p, cl, next)
+	}
 	first := cl.first
 	g.curRule = c.Rules[p.start+cl.members[0]] // errors name the class's first rule
 	g.b.invertNext = true
@@ -776,6 +815,14 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 		gm.Keys = append(gm.Keys, k)
 		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr.verdict)})
 	}
+	g.groupLookup(gm, cl.keyLen, next)
+	return gm, nil
+}
+
+// groupLookup names and describes the map of gm, whose keys have keyLen
+// bytes, and emits its lookup with the key built at groupKeyOff: the
+// value is left in R0, a miss goes to next.
+func (g *gen) groupLookup(gm *GroupMap, keyLen int, next string) {
 	h := sha256.New()
 	for i, k := range gm.Keys {
 		h.Write(k)
@@ -783,9 +830,9 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 	}
 	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
 	gm.Spec = &ebpf.MapSpec{
-		Name:       "nft_g_" + sanitize(c.Name),
+		Name:       "nft_g_" + sanitize(gm.Chain),
 		Type:       ebpf.Hash,
-		KeySize:    uint32(cl.keyLen),
+		KeySize:    uint32(keyLen),
 		ValueSize:  12,
 		MaxEntries: uint32(max(len(gm.Keys), 1)),
 	}
@@ -797,5 +844,4 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, next),
 	)
-	return gm, nil
 }

@@ -106,7 +106,8 @@ func TestPlanGroups(t *testing.T) {
 		{"repeated key after a verdict stays", []*ir.Rule{
 			udpPort(1, drop), udpPort(2, accept), udpPort(1, accept), udpPort(4, drop)},
 			[][5]int{{0, 4, 1, 1, 1}}},
-		{"differing ranges do not group", n(6, func(i int) *ir.Rule { return ranged(uint16(i), 100) }), nil},
+		{"differing ranges form a masked group (groupmask.go)", n(6, func(i int) *ir.Rule { return ranged(uint16(i), 100) }),
+			[][5]int{{0, 6, 1, 0, 0}}},
 		{"equal ranges are guards", n(6, func(i int) *ir.Rule {
 			return rule(rng(th(0, 2), false, u16(1), u16(1023)), eq(th(2, 2), u16(uint16(i))), drop)
 		}), [][5]int{{0, 6, 1, 1, 1}}},
