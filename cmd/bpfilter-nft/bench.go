@@ -26,8 +26,8 @@ func init() {
 const benchHelp = `
 Generates rulesets of each size and kind (uniform: "ip saddr A tcp dport P
 drop" differing in constants; mixed: blocks of IPv4/IPv6 address and port
-rules; heterogeneous: a different shape at every rule; ranges: port ranges,
-which no lookup serves), compiles them as
+rules; heterogeneous: a different shape at every rule; ranges: port ranges of
+twelve widths; prefixes: nested source prefixes /24 to /32), compiles them as
 straight-line code (linear) and with rule groups (grouped, the default code),
 loads them, and measures with BPF_PROG_TEST_RUN the time per packet of a
 packet the first rule drops, one the last rule drops and one no rule matches,

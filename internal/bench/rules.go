@@ -37,13 +37,18 @@ const (
 	// Heterogeneous rules change shape at every rule (the four shapes of
 	// Mixed and "ip saddr A udp sport P").
 	Heterogeneous Kind = "heterogeneous"
-	// Ranges rules are "ip saddr A tcp dport P-Q drop": port ranges,
-	// which no map lookup serves, so they stay straight-line code.
+	// Ranges rules are "ip saddr A tcp dport P-Q drop": port ranges of
+	// twelve widths, which masked rule groups serve (each range its
+	// prefixes).
 	Ranges Kind = "ranges"
+	// Prefixes rules are "ip saddr N/L tcp dport P drop" with nested
+	// networks of the nine lengths /32 to /24 in turn (the longest
+	// first, as first-match needs), P changing every nine rules.
+	Prefixes Kind = "prefixes"
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{Uniform, Mixed, Heterogeneous, Ranges}
+var Kinds = []Kind{Uniform, Mixed, Heterogeneous, Ranges, Prefixes}
 
 // MixedBlock is the number of consecutive rules of one shape in a Mixed
 // ruleset.
@@ -56,6 +61,8 @@ type Rule struct {
 	Sport    uint16     // 0: not matched
 	Dport    uint16     // 0: not matched
 	DportHi  uint16     // nonzero: Dport-DportHi is a range
+	// SrcBits, when nonzero, makes Src the network Src/SrcBits (IPv4).
+	SrcBits int
 	Counter  bool
 	Accept   bool // else drop
 }
@@ -83,6 +90,11 @@ func shapeRule(shape, i int, v6 bool) Rule {
 		return Rule{Proto: packet.ProtoTCP, Dport: uint16(40000 + i%25000)}
 	case 4:
 		return Rule{Src: netip.AddrFrom4([4]byte{192, 0, 2, host}), Proto: packet.ProtoUDP, Sport: port}
+	case 6:
+		// Nine nested networks around one host per port, /32 first.
+		d := i % 9
+		host := netip.AddrFrom4([4]byte{198, 51, 100, byte(i / 9 % 256)})
+		return Rule{Src: host, SrcBits: 32 - d, Proto: packet.ProtoTCP, Dport: uint16(1024 + i/9)}
 	default:
 		// Disjoint ranges per source; twelve widths in turn, more
 		// shapes than a group takes.
@@ -106,6 +118,8 @@ func Generate(k Kind, n int, v6 bool) []Rule {
 			shape = i % 5
 		case Ranges:
 			shape = 5
+		case Prefixes:
+			shape = 6
 		}
 		out = append(out, shapeRule(shape, count[shape], v6))
 		count[shape]++
@@ -120,7 +134,9 @@ func (r Rule) NFT() string {
 	if r.v6() {
 		ipv = "ip6"
 	}
-	if r.Src.IsValid() {
+	if r.SrcBits != 0 && r.SrcBits != 32 {
+		parts = append(parts, fmt.Sprintf("%s saddr %s", ipv, netip.PrefixFrom(r.Src, r.SrcBits).Masked()))
+	} else if r.Src.IsValid() {
 		parts = append(parts, fmt.Sprintf("%s saddr %s", ipv, r.Src))
 	}
 	if r.Dst.IsValid() {
@@ -175,6 +191,19 @@ func (r Rule) IR(fam ir.Family) *ir.Rule {
 		}
 	}
 	if r.Src.IsValid() {
+		switch net := netip.PrefixFrom(r.Src, r.SrcBits).Masked().Addr().AsSlice(); {
+		case r.SrcBits == 0 || r.SrcBits == 32:
+		case r.SrcBits%8 == 0:
+			// nft loads the whole bytes of a byte-aligned prefix.
+			eq(pl(ir.BaseNetwork, 12, uint32(r.SrcBits/8)), net[:r.SrcBits/8])
+		default:
+			mask := net4Mask(r.SrcBits)
+			f := pl(ir.BaseNetwork, 12, 4)
+			f.Transforms = []ir.Transform{{Kind: ir.TransformMaskXor, Len: 4, Mask: mask, Xor: make([]byte, 4)}}
+			eq(f, net)
+		}
+	}
+	if r.Src.IsValid() && (r.SrcBits == 0 || r.SrcBits == 32) {
 		if r.v6() {
 			eq(pl(ir.BaseNetwork, 8, 16), r.Src.AsSlice())
 		} else {
@@ -213,6 +242,15 @@ func (r Rule) IR(fam ir.Family) *ir.Rule {
 	return &ir.Rule{Stmts: s}
 }
 
+// net4Mask returns the IPv4 netmask of a prefix length.
+func net4Mask(bits int) []byte {
+	m := make([]byte, 4)
+	for i := 0; i < bits; i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
 // Addresses of frames that set no address of their own.
 var (
 	SenderMAC   = net.HardwareAddr{0x02, 0, 0, 0, 0xbe, 0x01}
@@ -226,6 +264,14 @@ var (
 // Frame returns an Ethernet frame that r matches.
 func (r Rule) Frame() []byte {
 	src, dst := r.Src, r.Dst
+	if d := 32 - r.SrcBits; r.SrcBits != 0 && d > 0 {
+		// The host of the network outside its longer neighbours
+		// (Generate's Prefixes): the bit below the prefix flipped.
+		a := src.As4()
+		v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+		v ^= 1 << (d - 1)
+		src = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
 	if r.v6() {
 		if !src.IsValid() {
 			src = defaultSrc6

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,7 +18,14 @@ func matches(r Rule, in *packet.Info) bool {
 	if in.NetworkOffset < 0 {
 		return false
 	}
-	if r.Src.IsValid() && r.Src != in.Src || r.Dst.IsValid() && r.Dst != in.Dst {
+	if r.SrcBits != 0 {
+		if !in.Src.Is4() || !netip.PrefixFrom(r.Src, r.SrcBits).Masked().Contains(in.Src) {
+			return false
+		}
+	} else if r.Src.IsValid() && r.Src != in.Src {
+		return false
+	}
+	if r.Dst.IsValid() && r.Dst != in.Dst {
 		return false
 	}
 	if (r.Src.IsValid() || r.Dst.IsValid()) && r.v6() != in.Src.Is6() {
@@ -77,6 +85,7 @@ func TestGenerate(t *testing.T) {
 		{Heterogeneous, 1300, true, 5},
 		{Heterogeneous, 700, false, 5},
 		{Ranges, 700, true, 1},
+		{Prefixes, 2000, false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%d/v6=%v", tt.kind, tt.n, tt.v6), func(t *testing.T) {
@@ -122,6 +131,7 @@ func TestIRMatchesNft(t *testing.T) {
 				hook = ir.HookIngress
 			}
 			rules := append(Generate(Heterogeneous, 10, fam != ir.FamilyIPv4), Generate(Ranges, 2, false)...)
+			rules = append(rules, Generate(Prefixes, 10, false)...)
 			for i := range rules {
 				rules[i].Counter = i%3 == 0
 				rules[i].Accept = i%2 == 0
