@@ -13,7 +13,8 @@ import (
 // TestLargeRulesets compares the kernel and the BPF programs on generated
 // rulesets of 1,000 rules: uniform, mixed and heterogeneous ones, whose
 // rules become rule groups (map lookups per rule shape), and one of port
-// ranges, which become masked rule groups (port ranges as prefixes). Every frame pktgen derives from the rules, plus
+// ranges and one of nested source prefixes, which become masked rule groups
+// (ranges as prefixes, prefixes of every length). Every frame pktgen derives from the rules, plus
 // frames matching sampled rules, must get the kernel's verdict.
 func TestLargeRulesets(t *testing.T) {
 	privtest.Require(t)
@@ -31,6 +32,7 @@ func TestLargeRulesets(t *testing.T) {
 		{bench.Mixed, 1000, true},
 		{bench.Heterogeneous, 1000, true},
 		{bench.Ranges, 1000, true},
+		{bench.Prefixes, 1000, true},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s-%d", tt.kind, tt.n), func(t *testing.T) {
