@@ -63,8 +63,8 @@ type Rule struct {
 	DportHi  uint16     // nonzero: Dport-DportHi is a range
 	// SrcBits, when nonzero, makes Src the network Src/SrcBits (IPv4).
 	SrcBits int
-	Counter  bool
-	Accept   bool // else drop
+	Counter bool
+	Accept  bool // else drop
 }
 
 // v6 reports whether r matches IPv6 packets only.
