@@ -40,7 +40,9 @@ const (
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
 	// setkey.go), slotScanIdx and slotScanCnt (-408, -416,
 	// rangetable.go), slotSetMap (-424, setslot.go), slotSetValue (-432,
-	// timeout.go). An LPM trie key puts its prefix length in the
+	// timeout.go). The fib … type lookup (fib.go) uses -512…-417
+	// while it runs; the slots it overlaps are live only within a set
+	// lookup, a range scan or a reject. An LPM trie key puts its prefix length in the
 	// word right below the buffer (-260…-256) while a lookup is made.
 )
 
@@ -635,6 +637,8 @@ func (g *gen) loadField(f *ir.Field, span uint32, fail string) error {
 		return g.loadCT(f, fail)
 	case ir.SourceExthdr:
 		return g.loadExthdr(f, span, fail)
+	case ir.SourceFIB:
+		return g.loadFIB(f, fail)
 	}
 	return g.unsupported("unknown field source %d", f.Source)
 }

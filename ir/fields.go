@@ -34,6 +34,7 @@ const (
 	TypeCTState  // ct_state bits
 	TypeCTStatus // ct_status bits
 	TypeCTDir    // ct_dir: original, reply
+	TypeAddrType // fib_addrtype: unicast, local, … (host order)
 )
 
 func m(b ...byte) []byte { return b }

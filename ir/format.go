@@ -320,6 +320,8 @@ func (p *printer) operand(mt *Match) (lhs string, typ ValueType, host bool, mask
 		lhs, typ, host = p.ctField(f)
 	} else if f.Source == SourceExthdr {
 		lhs, typ = exthdrOperand(f), TypeInteger
+	} else if f.Source == SourceFIB {
+		lhs, typ, host = fibField(f), TypeAddrType, true
 	} else if f.Source == SourceMeta {
 		lhs = "meta " + MetaName(f.Meta)
 		if mtyp, ok := metaTypes[f.Meta]; ok {
@@ -642,6 +644,11 @@ func (p *printer) value(typ ValueType, host bool, mask, b []byte) string {
 		return fmt.Sprintf("0x%x", n)
 	case TypeCTDir:
 		if name, ok := map[uint64]string{0: "original", 1: "reply"}[n.Uint64()]; ok && n.IsUint64() {
+			return name
+		}
+		return n.String()
+	case TypeAddrType:
+		if name := AddrTypeName(uint32(n.Uint64())); name != "" && n.IsUint64() && n.Uint64() < 1<<32 {
 			return name
 		}
 		return n.String()

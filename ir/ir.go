@@ -92,6 +92,7 @@ const (
 	SourceMeta                  // packet metadata (NFT_META_*)
 	SourceCT                    // the packet's conntrack entry (NFT_CT_*), see ct.go
 	SourceExthdr                // an IPv6 extension header found as ipv6_find_hdr does, see exthdr.go
+	SourceFIB                   // the address type of an address (fib … type), see fib.go
 )
 
 // PayloadBase is the header a payload offset is relative to (NFT_PAYLOAD_*).
@@ -151,6 +152,7 @@ type Field struct {
 	// it is read; SourceExthdr only. Offset is then from the header's start.
 	Exthdr     uint8
 	ExthdrMode ExthdrMode
+	FIB        FIBFlags // SourceFIB only: the address looked up and the device restriction
 	// Len is the number of bytes the load places in the register.
 	Len uint32
 	// Transforms are applied in order after the load.

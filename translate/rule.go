@@ -189,6 +189,9 @@ func (l *ruleLifter) liftExpr(e nlmsg.Expr) (ir.Stmt, error) {
 		case "match":
 			return l.xtMatch(e)
 		}
+		if e.Name == "fib" {
+			return nil, l.fib(e)
+		}
 		if s, ok, err := statefulExpr(e); ok {
 			return s, err
 		}

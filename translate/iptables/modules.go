@@ -18,7 +18,6 @@ import (
 var unsupportedMatches = map[string]string{
 	"hashlimit": "rate limits (stateful) are not supported yet",
 	"set":       "ipset sets are not supported (no set is provided)",
-	"addrtype":  "address types need a fib lookup, which is not supported",
 	"recent":    "stateful matches are not supported",
 	"connlimit": "counting connections (ct count) is not supported",
 	"connbytes": "conntrack accounting (ct packets/bytes) is not supported",
@@ -109,6 +108,8 @@ func newMatch(fam nlmsg.Family, name string) (match, error) {
 			break
 		}
 		return &rtMatch{}, nil
+	case "addrtype":
+		return &addrtypeMatch{}, nil
 	}
 	if reason, ok := unsupportedMatches[name]; ok {
 		return nil, unsupported("-m %s: %s", name, reason)
