@@ -207,6 +207,16 @@ func readFIBLayout() (*fibLayout, error) {
 // whose l3mdev table a device-restricted lookup would use: the driver is
 // built in (its struct in the kernel's BTF) or available as a module.
 func vrfPossible() bool {
+	vrfOnce.Do(func() { vrfAnswer = findVRF() })
+	return vrfAnswer
+}
+
+var (
+	vrfOnce   sync.Once
+	vrfAnswer bool
+)
+
+func findVRF() bool {
 	if spec, err := loadKernelBTF(); err == nil {
 		var s *btf.Struct
 		if spec.TypeByName("net_vrf", &s) == nil {

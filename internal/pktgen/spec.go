@@ -48,6 +48,11 @@ func (s *spec) set(f ir.Field, v []byte) {
 		}
 		return
 	}
+	if f.Source == ir.SourceFIB {
+		// An address type is the namespace's routing answer for an
+		// address, not bytes a frame can be given.
+		return
+	}
 	raw, care := invert(f, v)
 	if f.Source == ir.SourceMeta {
 		s.setMeta(f.Meta, raw, care)
