@@ -162,6 +162,13 @@ type Program struct {
 	// Events is the ring buffer log statements write to (EventsMapSpec),
 	// nil if the program logs nothing.
 	Events *ebpf.MapSpec
+	// Tail holds the rest of a chain too long for one program (split.go):
+	// Spec is then its first part, and Tail[i] the program in slot i of
+	// the program array TailCalls (BPF_MAP_TYPE_PROG_ARRAY), which the
+	// parts tail-call to continue. Both are empty for a chain that fits
+	// one program.
+	Tail      []TailPart
+	TailCalls *ebpf.MapSpec
 }
 
 // CounterSlot identifies the counter statement a counter map slot belongs to.
@@ -362,16 +369,9 @@ func CompileWith(t *ir.Table, c *ir.Chain, tgt Target, opts Options) (*Program, 
 	if err != nil {
 		return nil, err
 	}
-	insns, idx, err := prune(insns)
+	main, tail, err := g.split(insns)
 	if err != nil {
 		return nil, err
-	}
-	anns := g.annotations()
-	for i := range anns {
-		anns[i].Start, anns[i].End = idx[anns[i].Start], idx[anns[i].End]
-	}
-	if len(insns) > maxInsns {
-		return nil, &UnsupportedError{Chain: c.Name, Reason: fmt.Sprintf("program has %d instructions (limit %d); user chains are inlined at every jump", len(insns), maxInsns)}
 	}
 	nslots := len(g.slots)
 	if nslots == 0 {
@@ -382,7 +382,7 @@ func CompileWith(t *ir.Table, c *ir.Chain, tgt Target, opts Options) (*Program, 
 			Name:         "nft_" + sanitize(c.Name),
 			Type:         tgt.progType(),
 			AttachType:   tgt.attachType(),
-			Instructions: insns,
+			Instructions: main.insns,
 			License:      "GPL",
 		},
 		Counters: &ebpf.MapSpec{
@@ -395,9 +395,10 @@ func CompileWith(t *ir.Table, c *ir.Chain, tgt Target, opts Options) (*Program, 
 		CounterSlots: g.slots,
 		Sets:         g.sets,
 		Groups:       g.groups,
-		Annotations:  anns,
+		Annotations:  main.anns,
 		StateSlots:   g.stateSlots,
 	}
+	p.setTail(tail)
 	if len(g.stateSlots) > 0 {
 		p.State = StateMapSpec(uint32(len(g.stateSlots)))
 	}

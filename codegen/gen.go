@@ -77,6 +77,12 @@ type gen struct {
 	stateIndex map[CounterSlot]int
 	events     bool // a log statement writes to the event ring buffer
 
+	// entryJump, rulesPos and policyPos locate the prologue's jump to
+	// the rules, the first rule and the policy; cuts are the rule
+	// boundaries a long chain may be split at (split.go).
+	entryJump, rulesPos, policyPos int
+	cuts                           []cutPoint
+
 	// cur identifies the statement being compiled, for errors.
 	curChain string
 	curRule  *ir.Rule
@@ -131,6 +137,7 @@ func (g *gen) compile(c *ir.Chain) error {
 	// The verdict exits sit right behind the prologue; rules reach them
 	// with long (32-bit) jumps, so programs may exceed 32k instructions.
 	rules := g.b.newLabel("rules")
+	g.entryJump = g.b.pos()
 	g.b.emit(asm.LongJump(rules))
 	g.b.label(labelAccept)
 	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, true)), asm.Return())
@@ -138,10 +145,12 @@ func (g *gen) compile(c *ir.Chain) error {
 	g.b.emit(asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, false)), asm.Return())
 	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Text: "prologue"})
 	g.b.label(rules)
+	g.rulesPos = g.b.pos()
 	if err := g.chain(c, labelPolicy, 0, map[string]bool{}); err != nil {
 		return err
 	}
 	start = g.b.pos()
+	g.policyPos = start
 	g.b.label(labelPolicy)
 	g.b.emit(
 		asm.Mov.Imm(asm.R0, ReturnCode(g.tgt.Type, c.Base.Policy == ir.VerdictAccept)),
@@ -164,6 +173,7 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 			if err := g.group(c, p, ret, depth, active); err != nil {
 				return err
 			}
+			g.cut(depth)
 			i = p.end - 1
 			continue
 		}
@@ -250,8 +260,9 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 			g.curChain = c.Name
 		}
 		g.b.label(next)
+		g.cut(depth)
 		g.rulesDone++
-		if g.b.pos() > maxInsns {
+		if g.b.pos() > maxChainInsns {
 			return g.tooLong()
 		}
 	}
@@ -793,8 +804,8 @@ func stImm64(dst asm.Register, off int16, value int64) asm.Instruction {
 	return asm.Instruction{OpCode: asm.StoreImmOp(asm.DWord), Dst: dst, Offset: off, Constant: value}
 }
 
-// tooLong refuses a chain whose code has grown past maxInsns, with an
-// estimate of what the whole chain would need, before the rest is
+// tooLong refuses a chain whose code has grown past maxChainInsns, with
+// an estimate of what the whole chain would need, before the rest is
 // compiled and long before the verifier would fail on it.
 func (g *gen) tooLong() error {
 	total := 0
@@ -806,7 +817,8 @@ func (g *gen) tooLong() error {
 		est = int(int64(est) * int64(total) / int64(g.rulesDone))
 	}
 	return &UnsupportedError{Chain: g.base.Name, Reason: fmt.Sprintf(
-		"%d rules need ~%d instructions, over the limit of %d (the verifier's limit is 1M processed instructions); "+
+		"%d rules need ~%d instructions, over the limit of %d (%d tail-called programs of at most %d instructions; "+
+			"the kernel follows at most 33 tail calls and verifies each program up to 1M processed instructions); "+
 			"only runs of rules that differ in compared constants share a lookup: use sets or maps for the rest",
-		total, est, maxInsns)}
+		total, est, maxChainInsns, maxParts, maxPartInsns)}
 }

@@ -24,6 +24,10 @@ type Loaded struct {
 	State *ebpf.Map
 	// Events is the log ring buffer (nil if the program logs nothing).
 	Events *ebpf.Map
+	// TailCalls and Tail are the program array of a split chain and the
+	// programs in it (Program.Tail); nil for a chain in one program.
+	TailCalls *ebpf.Map
+	Tail      []*ebpf.Program
 }
 
 // CounterValue is the sum of a counter over all CPUs.
@@ -66,26 +70,38 @@ func (p *Program) Load() (*Loaded, error) {
 		}
 	}
 	spec := p.Spec.Copy()
-	if err := spec.Instructions.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+	all, bounds := p.joinTail()
+	if err := all.AssociateMap(counterMapSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 		l.Close()
 		return nil, fmt.Errorf("associate counter map: %w", err)
 	}
-	if err := associateState(spec.Instructions, p, l.State, nil); err != nil {
+	if err := associateState(all, p, l.State, nil); err != nil {
 		l.Close()
 		return nil, err
 	}
-	if err := associateEvents(spec.Instructions, p, l.Events); err != nil {
+	if err := associateEvents(all, p, l.Events); err != nil {
 		l.Close()
 		return nil, err
 	}
-	if l.Groups, err = p.loadGroups(spec.Instructions, counters, func(i int) uint32 { return uint32(i) }); err != nil {
+	if l.Groups, err = p.loadGroups(all, counters, func(i int) uint32 { return uint32(i) }); err != nil {
 		l.Close()
 		return nil, err
 	}
-	if err := associateSets(spec.Instructions, p, l.SetSlots); err != nil {
+	if err := associateSets(all, p, l.SetSlots); err != nil {
 		l.Close()
 		return nil, err
 	}
+	if p.TailCalls != nil {
+		if l.TailCalls, err = ebpf.NewMap(p.TailCalls); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("create program array: %w", err)
+		}
+	}
+	if l.Tail, err = p.loadTail(all, bounds, l.TailCalls); err != nil {
+		l.Close()
+		return nil, err
+	}
+	spec.Instructions = all[:bounds[1]]
 	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
 	if err != nil {
 		l.Close()
@@ -113,7 +129,10 @@ func (l *Loaded) Close() error {
 	for _, m := range l.Groups {
 		errs = append(errs, m.Close())
 	}
-	for _, m := range []*ebpf.Map{l.State, l.Events} {
+	for _, t := range l.Tail {
+		errs = append(errs, t.Close())
+	}
+	for _, m := range []*ebpf.Map{l.State, l.Events, l.TailCalls} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

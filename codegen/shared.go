@@ -32,6 +32,10 @@ type SharedMaps struct {
 	// Events is the log ring buffer (EventsMapSpec); needed if p.Events
 	// is not nil.
 	Events *ebpf.Map
+	// TailCalls is the program array (p.TailCalls) of a split chain;
+	// needed if p.Tail is not empty. LoadWith fills it; the caller keeps
+	// it (pinned) as long as the program runs.
+	TailCalls *ebpf.Map
 }
 
 // LoadWith loads the program against maps the caller owns; see
@@ -51,7 +55,7 @@ func (p *Program) LoadWith(m SharedMaps) (*ebpf.Program, error) {
 		}
 	}
 	spec := p.Spec.Copy()
-	insns := spec.Instructions
+	insns, bounds := p.joinTail()
 	// Every counter statement is LoadMapPtr(nft_counters) followed by the
 	// store of its slot number into the key slot (see gen.counter).
 	for i := range insns {
@@ -94,6 +98,14 @@ func (p *Program) LoadWith(m SharedMaps) (*ebpf.Program, error) {
 			m.Close()
 		}
 	}()
+	tail, err := p.loadTail(insns, bounds, m.TailCalls)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tail {
+		defer t.Close()
+	}
+	spec.Instructions = insns[:bounds[1]]
 	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{LogSizeStart: 1 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("load %s program: %w", spec.Type, err)
