@@ -211,6 +211,9 @@ func objectsOf(m *state.Manifest) [][2]string {
 		if p.Array != "" {
 			out = append(out, [2]string{KindMap, "dispatcher " + p.Key})
 		}
+		if p.Tail != "" {
+			out = append(out, [2]string{KindMap, "tail calls " + p.Key})
+		}
 	}
 	if m.Counters.Map != "" && len(m.Points) > 0 {
 		out = append(out, [2]string{KindMap, "counters"})

@@ -49,6 +49,9 @@ func checkClean(t *testing.T, st *state.Dir) {
 		if p.Array != "" {
 			want = append(want, p.Array)
 		}
+		if p.Tail != "" {
+			want = append(want, p.Tail)
+		}
 	}
 	got, err := st.Entries()
 	if err != nil {

@@ -155,6 +155,7 @@ type point struct {
 
 	prog       *ebpf.Program
 	array      *ebpf.Map     // netfilter
+	tail       *ebpf.Map     // a split chain's program array (tailcall.go)
 	dispatcher *ebpf.Program // netfilter, when the link is new
 	link       link.Link     // after the switch
 	// reused is true when the point keeps its running program and link
@@ -260,9 +261,16 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 		if p.reused {
 			continue
 		}
+		if p.tail, err = newTailCalls(p); err != nil {
+			return fmt.Errorf("ruleset not applied: %s: %w", p.describe(), err)
+		}
+		if p.tail != nil {
+			closers = append(closers, p.tail.Close)
+		}
 		p.prog, err = p.cp.Program.LoadWith(codegen.SharedMaps{
 			Counters: counters, CounterSlots: p.slots, Sets: sets.maps,
 			State: sm.state, StateSlots: p.stateSlots, Events: sm.events,
+			TailCalls: p.tail,
 		})
 		if err != nil {
 			return fmt.Errorf("ruleset not applied: %s: %w", p.describe(), err)
@@ -298,6 +306,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 			if err := st.Pin(p.Program, p.prog); err != nil {
 				return cleanupFailed(st, old, err)
 			}
+		}
+		if err := pinTailCalls(st, gen, p); err != nil {
+			return cleanupFailed(st, old, err)
 		}
 		if err := hook(fmt.Sprintf("pinned-%d", i)); err != nil {
 			return err
@@ -364,6 +375,7 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	// Detach what is gone, commit, and drop the previous generation.
 	keep := map[string]bool{state.StateName: true, state.NextName: true, man.Counters.Map: true}
 	keepStateful(keep, man)
+	keepTailCalls(keep, man.Points)
 	for _, s := range man.Sets {
 		keep[s.Map] = true
 	}
@@ -405,6 +417,7 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 func cleanupFailed(st *state.Dir, old *state.Manifest, err error) error {
 	keep := map[string]bool{state.StateName: true, old.Counters.Map: true}
 	keepStateful(keep, old)
+	keepTailCalls(keep, old.Points)
 	for _, s := range old.Sets {
 		keep[s.Map] = true
 	}

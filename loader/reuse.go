@@ -27,7 +27,7 @@ import (
 func fingerprint(p *point, man *state.Manifest, opts Options) string {
 	h := sha256.New()
 	pt := p.Point
-	pt.Program, pt.Fingerprint = "", ""
+	pt.Program, pt.Fingerprint, pt.Tail = "", "", ""
 	buf := fmt.Appendf(nil, "cgroup %q\npoint %+v\nslots %v\nstate %v\ncounters %s\nstatemap %s\nevents %s\n",
 		opts.CgroupPath, pt, p.slots, p.stateSlots, man.Counters.Map, man.State.Map, man.Events)
 	setMaps := map[string]string{}
@@ -47,7 +47,7 @@ func fingerprint(p *point, man *state.Manifest, opts Options) string {
 		buf = append(buf, s...)
 		buf = append(buf, '\n')
 	}
-	buf = hashInstructions(h, buf, p.cp.Program.Spec.Instructions)
+	buf = hashInstructions(h, buf, programInstructions(p.cp.Program))
 	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -137,6 +137,9 @@ func adoptRunning(st *state.Dir, p *point, op state.Point) (closers []func() err
 	}
 	if running != id {
 		return closers, fmt.Errorf("attach point runs program %d, not %d", running, id)
+	}
+	if err := adoptTailCalls(st, p, op); err != nil {
+		return closers, err
 	}
 	p.prog, p.link, p.reused = prog, l, true
 	p.Program = op.Program

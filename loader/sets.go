@@ -368,10 +368,10 @@ func shape(points []*point, opts Options) string {
 	buf = fmt.Appendf(buf, "cgroup %q\n", opts.CgroupPath)
 	for _, p := range points {
 		pt := p.Point
-		pt.Program = ""
+		pt.Program, pt.Tail = "", ""
 		pt.Fingerprint = ""
 		buf = fmt.Appendf(buf, "point %+v slots %v state %v\n", pt, p.slots, p.stateSlots)
-		buf = hashInstructions(h, buf, p.cp.Program.Spec.Instructions)
+		buf = hashInstructions(h, buf, programInstructions(p.cp.Program))
 		var names []string
 		for s := range p.cp.Program.Sets {
 			names = append(names, fmt.Sprintf("set %q key %d size %d flags %#x verdicts %q", s.Name, s.KeyLen, s.Size, s.Flags, verdictNames(s)))
@@ -418,7 +418,7 @@ func updateSetsOnly(st *state.Dir, old, interrupted *state.Manifest, res *pipeli
 	}
 	for i, p := range points {
 		op := old.Points[i]
-		if op.Key != p.Key || !st.Exists(op.Program) || !st.Exists(op.Link) || (op.Array != "" && !st.Exists(op.Array)) {
+		if op.Key != p.Key || !st.Exists(op.Program) || !st.Exists(op.Link) || (op.Array != "" && !st.Exists(op.Array)) || (op.Tail != "" && !st.Exists(op.Tail)) {
 			return false, nil
 		}
 	}

@@ -106,6 +106,9 @@ type Point struct {
 	Link    string `json:"link"`
 	Program string `json:"program"`
 	Array   string `json:"array,omitempty"`
+	// Tail is the entry name of the program array of a chain split
+	// into tail-called programs (codegen.Program.Tail), if it is.
+	Tail string `json:"tail,omitempty"`
 }
 
 // Counters describes the per-CPU counter map all programs of a namespace

@@ -92,7 +92,7 @@ func runDemo(stdout, stderr io.Writer, args []string) error {
 	}
 	prog := res.Programs[0]
 	res.Ruleset.Print(indent(stdout, "   "))
-	say("\n   → one %s program of %d instructions for chain %s.", typ, len(prog.Program.Spec.Instructions), prog.Chain.Name)
+	say("\n   → %s program of %d instructions for chain %s (%d parts).", typ, len(prog.Program.Spec.Instructions), prog.Chain.Name, prog.Program.Parts())
 
 	loaded, err := prog.Program.Load()
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cilium/ebpf/asm"
+
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -149,11 +151,21 @@ func describeTarget(t codegen.Target) string {
 }
 
 // writeProgram prints the instructions, each block under the rule it came
-// from.
+// from; a chain split into tail-called programs, every program.
 func writeProgram(b *strings.Builder, p *pipeline.ChainProgram) {
-	insns := p.Program.Spec.Instructions
+	if n := len(p.Program.Tail); n > 0 {
+		fmt.Fprintf(b, "\t; split into %d parts: %d programs joined by tail calls\n", p.Program.Parts(), n+1)
+	}
+	writeInsns(b, p.Program.Spec.Instructions, p.Program.Annotations)
+	for i, t := range p.Program.Tail {
+		fmt.Fprintf(b, "\t; tail-call slot %d: part %d from %s\n", i, t.Part+1, t.Entry)
+		writeInsns(b, t.Spec.Instructions, t.Annotations)
+	}
+}
+
+func writeInsns(b *strings.Builder, insns asm.Instructions, anns []codegen.Annotation) {
 	labels := map[int]string{}
-	for _, a := range p.Program.Annotations {
+	for _, a := range anns {
 		label := a.Text
 		if a.Handle != 0 {
 			label = fmt.Sprintf("chain %s, rule handle %d: %s", a.Chain, a.Handle, a.Text)
@@ -187,7 +199,11 @@ type jsonRule struct {
 func writeJSON(w io.Writer, res *pipeline.Result) error {
 	insns := map[string]int{}
 	for _, p := range res.Programs {
-		for _, a := range p.Program.Annotations {
+		anns := p.Program.Annotations
+		for _, t := range p.Program.Tail {
+			anns = append(anns[:len(anns):len(anns)], t.Annotations...)
+		}
+		for _, a := range anns {
 			k := fmt.Sprintf("%s/%s/%s/%d", p.Table.Family, p.Table.Name, a.Chain, a.Handle)
 			if _, seen := insns[k]; !seen && a.Handle != 0 {
 				insns[k] = a.End - a.Start
