@@ -150,14 +150,41 @@ func prune(insns asm.Instructions) (asm.Instructions, []int, error) {
 		}
 		work = append(work, i+1)
 	}
+	// A jump to the next instruction is dropped too: the verifier would
+	// remove each one, moving the rest of the program every time.
+	alias := map[string]string{}
 	out := make(asm.Instructions, 0, len(insns))
 	idx := make([]int, len(insns)+1)
 	for i, ins := range insns {
 		idx[i] = len(out)
-		if reach[i] {
-			out = append(out, ins)
+		if !reach[i] {
+			continue
 		}
+		if ref := ins.Reference(); ref != "" && ins.OpCode.Class().IsJump() && ins.OpCode.JumpOp() == asm.Ja &&
+			i+1 < len(insns) && insns[i+1].Symbol() == ref {
+			if s := ins.Symbol(); s != "" {
+				alias[s] = ref
+			}
+			continue
+		}
+		out = append(out, ins)
 	}
 	idx[len(insns)] = len(out)
+	if len(alias) > 0 {
+		for i := range out {
+			ref := out[i].Reference()
+			if _, ok := alias[ref]; !ok || !out[i].OpCode.Class().IsJump() {
+				continue
+			}
+			for {
+				next, ok := alias[ref]
+				if !ok {
+					break
+				}
+				ref = next
+			}
+			out[i] = out[i].WithReference(ref)
+		}
+	}
 	return out, idx, nil
 }

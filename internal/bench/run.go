@@ -58,9 +58,11 @@ type Result struct {
 	// maps and load (verify) the program.
 	Compile, Load time.Duration
 	// Insns is the program's length, Verified the number of instructions
-	// the verifier processed, Groups the number of rule groups.
-	Insns, Groups int
-	Verified      uint32
+	// the verifier processed, Groups the number of rule groups; both
+	// summed over all programs of a chain split into Parts parts
+	// (codegen.Program.Tail).
+	Insns, Groups, Parts int
+	Verified             uint32
 }
 
 // Ratio returns d divided by the empty program's cost.
@@ -174,7 +176,10 @@ func measure(tgt codegen.Target, kind Kind, mode Mode, n int, d time.Duration) (
 		}
 		return r, err
 	}
-	r.Insns, r.Groups = len(p.Spec.Instructions), len(p.Groups)
+	r.Insns, r.Groups, r.Parts = len(p.Spec.Instructions), len(p.Groups), p.Parts()
+	for _, t := range p.Tail {
+		r.Insns += len(t.Spec.Instructions)
+	}
 	start = time.Now()
 	l, err := p.Load()
 	r.Load = time.Since(start)
@@ -183,8 +188,11 @@ func measure(tgt codegen.Target, kind Kind, mode Mode, n int, d time.Duration) (
 		return r, nil
 	}
 	defer l.Close()
-	if info, err := l.Program.Info(); err == nil {
-		r.Verified, _ = info.VerifiedInstructions()
+	for _, prog := range append([]*ebpf.Program{l.Program}, l.Tail...) {
+		if info, err := prog.Info(); err == nil {
+			v, _ := info.VerifiedInstructions()
+			r.Verified += v
+		}
 	}
 	if r.Miss, err = cost(l.Program, input(tgt.Type, MissFrame()), tgt.Type, ir.VerdictAccept, d); err != nil {
 		return r, fmt.Errorf("%d %s rules, no match: %w", n, kind, err)

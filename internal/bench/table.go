@@ -10,15 +10,17 @@ import (
 // WriteTable prints results as one table: per program type, ruleset kind,
 // mode and size, the cost per packet of a first-rule hit, a last-rule hit
 // and a packet no rule matches (ns, and × the empty program of the same
-// type), then compile and load times, program length and verifier work.
+// type), then compile and load times, program length and verifier work
+// (summed over the programs of a chain split into tail-called parts) and
+// the number of parts.
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "type\tkind\tmode\trules\tempty ns\tfirst ns\t×empty\tlast ns\t×empty\tmiss ns\t×empty\tcompile ms\tload ms\tinsns\tverified\tgroups\t")
+	fmt.Fprintln(tw, "type\tkind\tmode\trules\tempty ns\tfirst ns\t×empty\tlast ns\t×empty\tmiss ns\t×empty\tcompile ms\tload ms\tinsns\tverified\tgroups\tparts\t")
 	var refused []string
 	for _, r := range results {
 		if r.Refused != "" {
 			refused = append(refused, fmt.Sprintf("%s %s %s %d rules: refused: %s", r.Type, r.Kind, r.Mode, r.Rules, r.Refused))
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\trefused¹\t-\t-\t-\t-\t-\t%s\t%s\t-\t-\t-\t\n", r.Type, r.Kind, r.Mode, r.Rules, r.Empty.Nanoseconds(), ms(r.Compile), ms(r.Load))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\trefused¹\t-\t-\t-\t-\t-\t%s\t%s\t-\t-\t-\t-\t\n", r.Type, r.Kind, r.Mode, r.Rules, r.Empty.Nanoseconds(), ms(r.Compile), ms(r.Load))
 			continue
 		}
 		first, firstX, last, lastX := "-", "-", "-", "-"
@@ -26,10 +28,10 @@ func WriteTable(w io.Writer, results []Result) error {
 			first, firstX = ns(r.First), ratio(r.Ratio(r.First))
 			last, lastX = ns(r.Last), ratio(r.Ratio(r.Last))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n",
 			r.Type, r.Kind, r.Mode, r.Rules, r.Empty.Nanoseconds(),
 			first, firstX, last, lastX, ns(r.Miss), ratio(r.Ratio(r.Miss)),
-			ms(r.Compile), ms(r.Load), r.Insns, r.Verified, r.Groups)
+			ms(r.Compile), ms(r.Load), r.Insns, r.Verified, r.Groups, r.Parts)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

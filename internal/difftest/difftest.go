@@ -30,6 +30,13 @@ type Options struct {
 	// Seed and Count are passed to pktgen.
 	Seed  uint64
 	Count int
+	// Stride, when above 1, keeps every Stride-th of the frames pktgen
+	// derives (from the first on), for rulesets so large that sending
+	// every frame would take minutes.
+	Stride int
+	// Linear compiles the BPF side as straight-line code, without rule
+	// groups (pipeline.Options.Linear).
+	Linear bool
 	// BPFRuleset, when set, is compiled for the BPF side instead of the
 	// ruleset the kernel gets. It exists to show that the harness finds
 	// differences.
@@ -100,9 +107,9 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 		var res *pipeline.Result
 		var err error
 		if opts.BPFObjects != nil {
-			res, err = pipeline.Translate(opts.BPFObjects, pipeline.Options{Type: &typ, NetNS: ns})
+			res, err = pipeline.Translate(opts.BPFObjects, pipeline.Options{Type: &typ, NetNS: ns, Linear: opts.Linear})
 		} else {
-			res, err = pipeline.TranslateReader("ruleset", strings.NewReader(bpfRuleset), pipeline.Options{Type: &typ, NetNS: ns})
+			res, err = pipeline.TranslateReader("ruleset", strings.NewReader(bpfRuleset), pipeline.Options{Type: &typ, NetNS: ns, Linear: opts.Linear})
 		}
 		if err != nil {
 			return nil, err
@@ -128,6 +135,13 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 			Seed: opts.Seed, Count: opts.Count, Kind: kind,
 			SrcMAC: o.SenderMAC(), DstMAC: o.ReceiverMAC(),
 		})...)
+	}
+	if opts.Stride > 1 {
+		kept := cases[:0]
+		for i := 0; i < len(cases); i += opts.Stride {
+			kept = append(kept, cases[i])
+		}
+		cases = kept
 	}
 	cases = append(cases, opts.Frames...)
 	rep.Frames = len(cases)

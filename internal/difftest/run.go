@@ -27,9 +27,10 @@ type xdpMD struct {
 // sentinel frames along with everything else a drop policy drops.
 func testRunVerdicts(o *oracle.Oracle, ns *nsctx.NetNS, res *pipeline.Result, hook ir.Hook, cases []pktgen.Case) ([]oracle.Result, error) {
 	var progs []*ebpf.Program
+	var loaded []*codegen.Loaded
 	defer func() {
-		for _, p := range progs {
-			p.Close()
+		for _, l := range loaded {
+			l.Close()
 		}
 	}()
 	for _, p := range res.Programs {
@@ -40,7 +41,9 @@ func testRunVerdicts(o *oracle.Oracle, ns *nsctx.NetNS, res *pipeline.Result, ho
 		if err != nil {
 			return nil, fmt.Errorf("chain %s: load: %w", p.Chain.Name, err)
 		}
-		l.Counters.Close()
+		// The program array of a chain split into tail-called programs
+		// must stay open: the kernel clears it with its last fd.
+		loaded = append(loaded, l)
 		progs = append(progs, l.Program)
 	}
 	out := make([]oracle.Result, len(cases))

@@ -115,7 +115,7 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 		}
 		for {
 			view := withoutRules(t, skip)
-			prog, err := codegen.Compile(view, view.Chain(c.Name), tgt.Target)
+			prog, err := codegen.CompileWith(view, view.Chain(c.Name), tgt.Target, codegen.Options{Linear: opts.Linear})
 			var ue *codegen.UnsupportedError
 			if errors.As(err, &ue) && ue.Handle != 0 {
 				k := ruleKey{t.Family, t.Name, ue.Chain, ue.Handle}

@@ -32,6 +32,9 @@ type Options struct {
 	// NetNS is the network namespace the ruleset is meant for: interface
 	// names resolve there. Nil means the caller's own.
 	NetNS *nsctx.NetNS
+	// Linear compiles every rule as straight-line code, without rule
+	// groups (codegen.Options.Linear), for tests and measurements.
+	Linear bool
 }
 
 // Status is the outcome for one rule.
