@@ -95,6 +95,64 @@ func TestSplitChainAttached(t *testing.T) {
 				t.Errorf("after reload: port 7 counted %d, want %d", c7, 2*n)
 			}
 
+			// The same ruleset again: the running programs are kept, and
+			// with them their pinned array. (The reload above changed
+			// only the last part, and was not kept: the fingerprint and
+			// the shape cover every part.)
+			kept := m.Points[0].Tail
+			var stats Stats
+			if err := Apply(ns, st, translate(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{Stats: &stats}); err != nil {
+				t.Fatal(err)
+			}
+			if m, err = st.ReadManifest("state"); err != nil {
+				t.Fatal(err)
+			}
+			if stats.Loaded != 0 || m.Points[0].Tail != kept || !st.Exists(kept) {
+				t.Errorf("identical reload: loaded %d programs, array %q (was %q)", stats.Loaded, m.Points[0].Tail, kept)
+			}
+			checkClean(t, st)
+			rc.reset()
+			snd.send(7, n)
+			snd.send(10, n)
+			if got := rc.settle(); got[7] != n || got[10] != 0 {
+				t.Errorf("after identical reload: received %d on port 7 and %d on 10; want %d and 0", got[7], got[10], n)
+			}
+
+			// Another table added: the split chain keeps its running
+			// programs and array (reuseRunning), the new chain is loaded.
+			// (The test's type option applies to every chain: only where
+			// it is the default.)
+			if c.typ == nil {
+				extra := c.splitRuleset(500, 9, 10) + "table ip t2 {\n\tchain c2 {\n\t\ttype filter hook output priority 10; policy accept;\n\t\tudp dport 11 counter drop\n\t}\n}\n"
+				stats = Stats{}
+				if err := Apply(ns, st, translate(t, ns, extra, c.typ), Options{Stats: &stats}); err != nil {
+					t.Fatal(err)
+				}
+				if m, err = st.ReadManifest("state"); err != nil {
+					t.Fatal(err)
+				}
+				tails := 0
+				for _, p := range m.Points {
+					if p.Tail != "" {
+						tails++
+						if p.Tail != kept {
+							t.Errorf("split chain reloaded with array %q, want the running %q kept", p.Tail, kept)
+						}
+					}
+				}
+				if stats.Kept != 1 || stats.Loaded != 1 || tails != 1 {
+					t.Errorf("another table added: kept %d, loaded %d, %d arrays", stats.Kept, stats.Loaded, tails)
+				}
+				checkClean(t, st)
+				rc.reset()
+				snd.send(7, n)
+				snd.send(10, n)
+				if got := rc.settle(); got[7] != n || got[10] != 0 {
+					t.Errorf("after adding a table: received %d on port 7 and %d on 10; want %d and 0", got[7], got[10], n)
+				}
+
+			}
+
 			if err := Flush(st); err != nil {
 				t.Fatal(err)
 			}
