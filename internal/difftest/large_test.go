@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bench"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
@@ -49,8 +50,12 @@ func TestLargeRulesets(t *testing.T) {
 				rules[i].Accept = i%3 == 1
 				rules[i].Counter = i%2 == 0
 			}
+			var types []codegen.ProgramType
+			if tt.stride > 1 {
+				types = []codegen.ProgramType{codegen.XDP}
+			}
 			text := bench.Ruleset(ir.FamilyNetdev, ir.HookIngress, o.ReceiverIfname(), rules)
-			rep, err := Check(o, ir.HookIngress, text, Options{Seed: 7, Count: 50, Stride: tt.stride, Linear: !tt.wantGroups})
+			rep, err := Check(o, ir.HookIngress, text, Options{Seed: 7, Count: 50, Stride: tt.stride, Linear: !tt.wantGroups, Types: types})
 			if err != nil {
 				t.Fatal(err)
 			}
