@@ -13,7 +13,9 @@
 // Runs of rules that differ only in the constants they compare are rule
 // groups instead (group.go): one hash lookup per rule shape finds the first
 // matching rule, its counter slot and its verdict (Options.Linear turns
-// them off).
+// them off). A chain whose code is longer than a verifier-friendly budget
+// is cut at rule boundaries into programs that continue one another by
+// tail calls (split.go).
 // Packet bytes are always read with a helper (bpf_xdp_load_bytes,
 // bpf_skb_load_bytes or bpf_dynptr_read), so offsets never need to be proven
 // to the verifier and loads beyond the packet fail exactly where
