@@ -12,7 +12,8 @@ import (
 )
 
 // splitRule is a rule of the split tests: "ip saddr 198.51.100.src tcp
-// dport lo-hi counter verdict", which no rule group can serve (a range).
+// dport lo-hi counter verdict", compiled as straight-line code
+// (Options.Linear).
 type splitRule struct {
 	src    byte
 	lo, hi uint16
@@ -176,7 +177,7 @@ func TestSplitCompile(t *testing.T) {
 		{"tc", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Compile(tab, c, tc.tgt)
+			p, err := CompileWith(tab, c, tc.tgt, Options{Linear: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,11 +247,11 @@ func TestSplitVerdicts(t *testing.T) {
 		t.Run(fl.name, func(t *testing.T) {
 			for _, policy := range []ir.VerdictKind{ir.VerdictAccept, ir.VerdictDrop} {
 				tab, c := rs.table(fl.fam, fl.hook, policy)
-				p, err := CompileWith(tab, c, fl.tgt, Options{})
+				p, err := CompileWith(tab, c, fl.tgt, Options{Linear: true})
 				if err != nil {
 					t.Fatal(err)
 				}
-				l := loadFlavour(t, fl, tab, c)
+				l := loadFlavourWith(t, fl, tab, c, Options{Linear: true})
 				if len(l.Tail) != len(p.Tail) || len(l.Tail) == 0 {
 					t.Fatalf("%d tail programs loaded, want %d", len(l.Tail), len(p.Tail))
 				}
@@ -302,7 +303,7 @@ func TestSplitLimits(t *testing.T) {
 		rs.add("base", splitRule{src: byte(i % 250), lo: uint16(i), hi: uint16(i + 1), v: drop})
 	}
 	tab, c := rs.table(ir.FamilyNetdev, ir.HookIngress, ir.VerdictAccept)
-	_, err := Compile(tab, c, Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev})
+	_, err := CompileWith(tab, c, Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, Options{Linear: true})
 	var ue *UnsupportedError
 	if !errors.As(err, &ue) {
 		t.Fatalf("got %v, want an UnsupportedError", err)

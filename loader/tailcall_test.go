@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 )
 
-// splitRuleset has rules rules no rule group can serve (each its own
-// port range) in front of the rules the traffic meets, so that the chain
+// splitRuleset has rules rules (each its own port range, compiled as
+// straight-line code) in front of the rules the traffic meets, so that the chain
 // is split into several programs and the traffic crosses every part; drop
 // lists the ports dropped at the end.
 func (c attachCase) splitRuleset(rules int, drop ...int) string {
@@ -21,6 +25,20 @@ func (c attachCase) splitRuleset(rules int, drop ...int) string {
 	}
 	fmt.Fprintf(&b, "\t\tip daddr %s udp dport 7 counter accept\n\t}\n}\n", addrB)
 	return b.String()
+}
+
+// translateLinear is translate compiling straight-line code (no rule
+// groups), which these rules need to be long enough to split.
+func translateLinear(t *testing.T, ns *nsctx.NetNS, ruleset string, typ *codegen.ProgramType) *pipeline.Result {
+	t.Helper()
+	res, err := pipeline.TranslateReader("test.nft", strings.NewReader(ruleset), pipeline.Options{NetNS: ns, Type: typ, Linear: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // TestSplitChainAttached applies a chain split into tail-called programs
@@ -41,7 +59,7 @@ func TestSplitChainAttached(t *testing.T) {
 			rc := listen(t, tp.b, 7, 9, 10)
 			snd := dial(t, tp.a)
 
-			res := translate(t, ns, c.splitRuleset(500, 9), c.typ)
+			res := translateLinear(t, ns, c.splitRuleset(500, 9), c.typ)
 			for _, cp := range res.Programs {
 				if cp.Program.Parts() < 3 {
 					t.Fatalf("chain compiled into %d parts, want at least 3", cp.Program.Parts())
@@ -74,7 +92,7 @@ func TestSplitChainAttached(t *testing.T) {
 
 			// Reload: port 10 dropped too; a new array replaces the old.
 			old := m.Points[0].Tail
-			if err := Apply(ns, st, translate(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{}); err != nil {
+			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{}); err != nil {
 				t.Fatal(err)
 			}
 			m, err = st.ReadManifest("state")
@@ -101,7 +119,7 @@ func TestSplitChainAttached(t *testing.T) {
 			// the shape cover every part.)
 			kept := m.Points[0].Tail
 			var stats Stats
-			if err := Apply(ns, st, translate(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{Stats: &stats}); err != nil {
+			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{Stats: &stats}); err != nil {
 				t.Fatal(err)
 			}
 			if m, err = st.ReadManifest("state"); err != nil {
@@ -125,7 +143,7 @@ func TestSplitChainAttached(t *testing.T) {
 			if c.typ == nil {
 				extra := c.splitRuleset(500, 9, 10) + "table ip t2 {\n\tchain c2 {\n\t\ttype filter hook output priority 10; policy accept;\n\t\tudp dport 11 counter drop\n\t}\n}\n"
 				stats = Stats{}
-				if err := Apply(ns, st, translate(t, ns, extra, c.typ), Options{Stats: &stats}); err != nil {
+				if err := Apply(ns, st, translateLinear(t, ns, extra, c.typ), Options{Stats: &stats}); err != nil {
 					t.Fatal(err)
 				}
 				if m, err = st.ReadManifest("state"); err != nil {
