@@ -18,9 +18,16 @@ type splitRule struct {
 	src    byte
 	lo, hi uint16
 	v      *ir.Verdict
+	// exact compares the port for equality (lo) instead of a range, so
+	// that runs of such rules form rule groups; twice gives the rule two
+	// counters, so that it is never part of one.
+	exact, twice bool
 }
 
 func (r splitRule) matches(src byte, dport uint16) bool {
+	if r.exact {
+		return r.src == src && dport == r.lo
+	}
 	return r.src == src && dport >= r.lo && dport <= r.hi
 }
 
@@ -51,12 +58,15 @@ func (rs *splitRuleset) table(fam ir.Family, hook ir.Hook, policy ir.VerdictKind
 		c := &ir.Chain{Name: name}
 		rs.handles[name] = nil
 		for _, r := range rs.chains[name] {
-			ru := rule(
-				eq(nh(12, 4), ip4(198, 51, 100, r.src)),
-				rng(th(2, 2), false, u16(r.lo), u16(r.hi)),
-				counter,
-				r.v,
-			)
+			port := ir.Stmt(rng(th(2, 2), false, u16(r.lo), u16(r.hi)))
+			if r.exact {
+				port = eq(th(2, 2), u16(r.lo))
+			}
+			stmts := []ir.Stmt{eq(nh(12, 4), ip4(198, 51, 100, r.src)), port, counter}
+			if r.twice {
+				stmts = append(stmts, &ir.Counter{})
+			}
+			ru := rule(append(stmts, r.v)...)
 			rs.handles[name] = append(rs.handles[name], ru.Handle)
 			c.Rules = append(c.Rules, ru)
 		}
@@ -153,6 +163,10 @@ func (rs *splitRuleset) packets() [][2]uint16 {
 	for _, name := range rs.order {
 		for _, r := range rs.chains[name] {
 			add(r.src, r.lo)
+			if r.exact {
+				add(r.src, r.lo+1)
+				continue
+			}
 			add(r.src, r.hi)
 			if r.lo > 0 {
 				add(r.src, r.lo-1)
@@ -239,25 +253,60 @@ func TestSplitCompile(t *testing.T) {
 // jumps into user chains cut in the middle, returns and gotos across parts.
 func TestSplitVerdicts(t *testing.T) {
 	privileged(t)
-	rs := splitTestRuleset()
-	pkts := rs.packets()
-	for _, fl := range []flavour{
+	checkSplit(t, splitTestRuleset(), Options{Linear: true}, []flavour{
 		netdevFlavours()[0], netdevFlavours()[1], ipFlavours(ir.FamilyIPv4)[1], ipFlavours(ir.FamilyIPv4)[3],
-	} {
+	})
+}
+
+// TestSplitWithGroups: rule groups and straight-line rules in turn, the
+// chain cut behind groups as well as behind rules.
+func TestSplitWithGroups(t *testing.T) {
+	privileged(t)
+	rs := &splitRuleset{}
+	for b := 0; b < 6; b++ {
+		src := byte(10 + b)
+		for i := 0; i < 24; i++ {
+			v := accept
+			if i%3 == 0 {
+				v = drop
+			}
+			rs.add("base", splitRule{src: src, lo: uint16(2000 + 7*i), exact: true, v: v})
+		}
+		for i := 0; i < 90; i++ {
+			rs.add("base", splitRule{src: src, lo: uint16(3000 + 5*i), hi: uint16(3001 + 5*i), twice: true, v: map[bool]*ir.Verdict{true: accept, false: drop}[i%2 == 0]})
+		}
+	}
+	tab, c := rs.table(ir.FamilyNetdev, ir.HookIngress, ir.VerdictAccept)
+	p, err := Compile(tab, c, Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Groups) < 6 || p.Parts() < 3 {
+		t.Fatalf("%d groups in %d parts, want 6 groups and at least 3 parts", len(p.Groups), p.Parts())
+	}
+	checkSplit(t, rs, Options{}, []flavour{netdevFlavours()[0], ipFlavours(ir.FamilyIPv4)[1]})
+}
+
+// checkSplit runs every packet of rs through the chain compiled with opts
+// for each flavour, which must be split, and compares verdicts and
+// counters with the model.
+func checkSplit(t *testing.T, rs *splitRuleset, opts Options, flavours []flavour) {
+	pkts := rs.packets()
+	for _, fl := range flavours {
 		t.Run(fl.name, func(t *testing.T) {
 			for _, policy := range []ir.VerdictKind{ir.VerdictAccept, ir.VerdictDrop} {
 				tab, c := rs.table(fl.fam, fl.hook, policy)
-				p, err := CompileWith(tab, c, fl.tgt, Options{Linear: true})
+				p, err := CompileWith(tab, c, fl.tgt, opts)
 				if err != nil {
 					t.Fatal(err)
 				}
-				l := loadFlavourWith(t, fl, tab, c, Options{Linear: true})
+				l := loadFlavourWith(t, fl, tab, c, opts)
 				if len(l.Tail) != len(p.Tail) || len(l.Tail) == 0 {
 					t.Fatalf("%d tail programs loaded, want %d", len(l.Tail), len(p.Tail))
 				}
-				slot := map[uint64]int{}
+				slots := map[uint64][]int{}
 				for i, s := range p.CounterSlots {
-					slot[s.Handle] = i
+					slots[s.Handle] = append(slots[s.Handle], i)
 				}
 				hits := map[uint64]int{}
 				for _, pk := range pkts {
@@ -282,8 +331,13 @@ func TestSplitVerdicts(t *testing.T) {
 				var bad []string
 				for _, name := range rs.order {
 					for _, h := range rs.handles[name] {
-						if n := got[slot[h]].Packets; n != uint64(hits[h]) {
-							bad = append(bad, fmt.Sprintf("%s/%d: %d, want %d", name, h, n, hits[h]))
+						if len(slots[h]) == 0 {
+							bad = append(bad, fmt.Sprintf("%s/%d: no counter", name, h))
+						}
+						for _, i := range slots[h] {
+							if n := got[i].Packets; n != uint64(hits[h]) {
+								bad = append(bad, fmt.Sprintf("%s/%d: %d, want %d", name, h, n, hits[h]))
+							}
 						}
 					}
 				}
