@@ -261,11 +261,12 @@ func containsLine(b []byte, line string) bool {
 // fibRefusal says why fib … type cannot be compiled for the target, or "".
 func (g *gen) fibRefusal(f *ir.Field) string {
 	switch g.tgt.Type {
-	case Netfilter:
+	case Netfilter, CgroupSKB:
 	case XDP, TC:
-		return fmt.Sprintf("fib … type is only supported at netfilter hooks (ip and inet tables), not at %s", g.tgt.Type)
+		return fmt.Sprintf("fib … type is only supported at netfilter hooks (ip and inet tables), not at %s: "+
+			"a netdev table answers IPv6 packets with nft_fib6_eval_type, which is not implemented", g.tgt.Type)
 	default:
-		return fmt.Sprintf("fib … type is only supported at netfilter hooks, not at %s (use the netfilter attachment)", g.tgt.Type)
+		return fmt.Sprintf("fib … type is not supported at %s", g.tgt.Type)
 	}
 	if g.tgt.ProtoFamily != ir.FamilyIPv4 {
 		return "fib … type for IPv6 packets (nft_fib6_eval_type) is not supported, only IPv4; in an inet table, use an ip table"
@@ -344,20 +345,7 @@ func (g *gen) loadFIB(f *ir.Field, fail string) error {
 	// The table's hash chain: net->ipv4.fib_table_hash[RT_TABLE_LOCAL &
 	// (FIB_TABLE_HASHSZ - 1)].first. Reads before the loop end at
 	// fib_early_fault.
-	// nft_net(pkt) is state->net. BPF_PROG_TEST_RUN's hook state has no
-	// net (hooks always have one); the skb's device's is the same there.
-	haveNet := g.b.newLabel("fib_net")
-	g.b.emit(
-		asm.LoadMem(asm.R1, asm.R10, slotState, asm.DWord),
-		asm.LoadMem(asm.R3, asm.R1, int16(l.stateNet), asm.DWord),
-		asm.JNE.Imm(asm.R3, 0, haveNet),
-		asm.LoadMem(asm.R1, asm.R10, slotSkb, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, int16(l.skbDev), asm.DWord),
-		asm.JEq.Imm(asm.R1, 0, early),
-		asm.LoadMem(asm.R3, asm.R1, int16(l.devNet), asm.DWord),
-		asm.JEq.Imm(asm.R3, 0, early),
-	)
-	g.b.label(haveNet)
+	w.netPtr(early)
 	w.readTo(asm.R3, l.netHash, 8, early)
 	w.readTo(asm.R0, int32((rtTableLocal&(fibTableHashSize-1))*8), 8, early)
 	g.b.emit(
@@ -803,18 +791,38 @@ func (w *fibWalk) goodNexthop(bad string) error {
 	w.emit(asm.JEq.Imm(asm.R0, 0, good))
 	w.read(asm.R0, l.inDevIgnoreLD, 4)
 	w.emit(asm.JNE.Imm(asm.R0, 0, bad))
-	w.netPtr()
-	w.read(asm.R0, l.netDevconfAll, 8)
+	w.netPtr(w.done)
+	w.read(asm.R3, l.netDevconfAll, 8)
 	w.read(asm.R0, l.confIgnLD, 4)
 	w.emit(asm.JNE.Imm(asm.R0, 0, bad))
 	w.at(good)
 	return nil
 }
 
-// netPtr reads the namespace's struct net pointer into R0.
-func (w *fibWalk) netPtr() {
-	w.emit(asm.LoadMem(asm.R3, asm.R10, slotState, asm.DWord))
-	w.read(asm.R3, w.l.stateNet, 8)
+// netPtr leaves the namespace's struct net pointer in R3, or jumps to
+// fault. At netfilter hooks it is nft_net(pkt), state->net;
+// BPF_PROG_TEST_RUN's hook state has none (hooks always have one), and
+// there, as for cgroup_skb programs, it is the net of the skb's device
+// (a cgroup_skb program always has one).
+func (w *fibWalk) netPtr(fault string) {
+	l := w.l
+	haveNet := w.label("fib_net")
+	if w.g.tgt.Type == Netfilter {
+		w.emit(
+			asm.LoadMem(asm.R1, asm.R10, slotState, asm.DWord),
+			asm.LoadMem(asm.R3, asm.R1, int16(l.stateNet), asm.DWord),
+			asm.JNE.Imm(asm.R3, 0, haveNet),
+		)
+	}
+	w.emit(
+		asm.LoadMem(asm.R1, asm.R10, slotSkb, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, int16(l.skbDev), asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, fault),
+		asm.LoadMem(asm.R3, asm.R1, int16(l.devNet), asm.DWord),
+		asm.JEq.Imm(asm.R3, 0, fault),
+	)
+	w.at(haveNet)
+	w.emit(asm.Mov.Reg(asm.R3, asm.R3))
 }
 
 // found ends the lookup with the alias' type; with a device restriction,

@@ -33,7 +33,7 @@ func TestFIBLoad(t *testing.T) {
 			in := flags&ir.FIBIif != 0
 			absent := (in && (hook == ir.HookOutput || hook == ir.HookPostrouting)) ||
 				(dev && !in && (hook == ir.HookPrerouting || hook == ir.HookInput))
-			t.Run(fmt.Sprintf("%s/%s", hook, fibField(flags)), func(t *testing.T) {
+			t.Run(fmt.Sprintf("nf/%s/%s", hook, fibField(flags)), func(t *testing.T) {
 				r := rule(eq(fibf(flags), addrType(ir.AddrLocal)), drop)
 				tab, ch := table(ir.FamilyIPv4, hook, ir.VerdictAccept, []*ir.Rule{r})
 				if absent || (dev && vrfPossible()) {
@@ -54,6 +54,34 @@ func fibField(f ir.FIBFlags) string {
 	return ir.FormatStmt(ir.FamilyIPv4, eq(fibf(f), addrType(ir.AddrLocal)))
 }
 
+// TestFIBLoadCgroup has the verifier load fib … type in cgroup_skb
+// programs of ip tables, at ingress and egress.
+func TestFIBLoadCgroup(t *testing.T) {
+	privileged(t)
+	for _, egress := range []bool{false, true} {
+		hook := ir.HookInput
+		dev := ir.FIBIif
+		if egress {
+			hook, dev = ir.HookOutput, ir.FIBOif
+		}
+		for _, flags := range []ir.FIBFlags{ir.FIBDaddr, ir.FIBSaddr, ir.FIBDaddr | dev} {
+			t.Run(fmt.Sprintf("%s/%s", hook, fibField(flags)), func(t *testing.T) {
+				fl := flavour{name: "cgroup", fam: ir.FamilyIPv4, hook: hook,
+					tgt: Target{Type: CgroupSKB, Family: ir.FamilyIPv4, Hook: hook, ProtoFamily: ir.FamilyIPv4, Egress: egress}, l2: true}
+				r := rule(eq(fibf(flags), addrType(ir.AddrLocal)), drop)
+				tab, ch := table(ir.FamilyIPv4, hook, ir.VerdictAccept, []*ir.Rule{r})
+				if flags&dev != 0 && vrfPossible() {
+					if _, err := Compile(tab, ch, fl.tgt); err == nil {
+						t.Fatal("compiled, want a refusal")
+					}
+					return
+				}
+				loadFlavour(t, fl, tab, ch)
+			})
+		}
+	}
+}
+
 // TestFIBRefused checks the targets fib … type is refused at.
 func TestFIBRefused(t *testing.T) {
 	cases := []struct {
@@ -63,7 +91,7 @@ func TestFIBRefused(t *testing.T) {
 	}{
 		{"xdp", Target{Type: XDP, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, "only supported at netfilter hooks"},
 		{"tc", Target{Type: TC, Family: ir.FamilyNetdev, Hook: ir.HookIngress, ProtoFamily: ir.FamilyNetdev}, "only supported at netfilter hooks"},
-		{"cgroup", Target{Type: CgroupSKB, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, "only supported at netfilter hooks"},
+		{"cgroup-inet", Target{Type: CgroupSKB, Family: ir.FamilyInet, Hook: ir.HookInput, ProtoFamily: ir.FamilyInet}, "IPv6"},
 		{"ipv6", Target{Type: Netfilter, Family: ir.FamilyInet, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv6}, "IPv6"},
 	}
 	for _, c := range cases {
@@ -101,7 +129,11 @@ func fibTypeOf(t *testing.T, fl flavour, progs []*Loaded, pkt []byte) (uint32, e
 	got := -1
 	frame := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00}, pkt...)
 	for typ, l := range progs {
-		ret, err := l.Program.Run(&ebpf.RunOptions{Data: frame, Repeat: 1, Context: nfHookStateCtx(t, ir.FamilyIPv4, fl.hook)})
+		opts := &ebpf.RunOptions{Data: frame, Repeat: 1}
+		if fl.tgt.Type == Netfilter {
+			opts.Context = nfHookStateCtx(t, ir.FamilyIPv4, fl.hook)
+		}
+		ret, err := l.Program.Run(opts)
 		if err != nil {
 			return 0, err
 		}
@@ -123,7 +155,8 @@ func fibTypeOf(t *testing.T, fl flavour, progs []*Loaded, pkt []byte) (uint32, e
 }
 
 // TestFIBTestRun answers fib daddr type with BPF_PROG_TEST_RUN in a
-// scratch namespace (test_run's hook state has the caller's namespace),
+// scratch namespace (test_run's skb device is the caller's loopback), for
+// netfilter and cgroup_skb programs,
 // for addresses of every kind, and again after routes and addresses
 // change without reloading.
 func TestFIBTestRun(t *testing.T) {
@@ -155,28 +188,38 @@ func TestFIBTestRun(t *testing.T) {
 	}
 	fl := flavour{name: "nf-input", fam: ir.FamilyIPv4, hook: ir.HookInput,
 		tgt: Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, l2: true}
-	var progs []*Loaded
+	cg := flavour{name: "cgroup-ingress", fam: ir.FamilyIPv4, hook: ir.HookInput,
+		tgt: Target{Type: CgroupSKB, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, l2: true}
+	var progs, cgProgs []*Loaded
 	for typ := uint32(0); typ <= ir.AddrXResolve; typ++ {
 		r := rule(eq(fibf(ir.FIBDaddr), addrType(typ)), accept)
 		tab, ch := table(ir.FamilyIPv4, ir.HookInput, ir.VerdictDrop, []*ir.Rule{r})
 		progs = append(progs, loadFlavour(t, fl, tab, ch))
+		r = rule(eq(fibf(ir.FIBDaddr), addrType(typ)), accept)
+		tab, ch = table(ir.FamilyIPv4, ir.HookInput, ir.VerdictDrop, []*ir.Rule{r})
+		cgProgs = append(cgProgs, loadFlavour(t, cg, tab, ch))
 	}
 	src := netip.MustParseAddr("192.0.2.9")
 	check := func(t *testing.T, cases map[string]uint32) {
 		t.Helper()
 		for a, want := range cases {
-			var got uint32
-			err := ns.Do(func() error {
-				var err error
-				got, err = fibTypeOf(t, fl, progs, udp4To(src, netip.MustParseAddr(a)))
-				return err
-			})
-			if err != nil {
-				t.Errorf("%s: %v", a, err)
-				continue
-			}
-			if got != want {
-				t.Errorf("fib daddr type of %s: %s, want %s", a, ir.AddrTypeName(got), ir.AddrTypeName(want))
+			for _, p := range []struct {
+				fl    flavour
+				progs []*Loaded
+			}{{fl, progs}, {cg, cgProgs}} {
+				var got uint32
+				err := ns.Do(func() error {
+					var err error
+					got, err = fibTypeOf(t, p.fl, p.progs, udp4To(src, netip.MustParseAddr(a)))
+					return err
+				})
+				if err != nil {
+					t.Errorf("%s: %s: %v", p.fl.name, a, err)
+					continue
+				}
+				if got != want {
+					t.Errorf("%s: fib daddr type of %s: %s, want %s", p.fl.name, a, ir.AddrTypeName(got), ir.AddrTypeName(want))
+				}
 			}
 		}
 	}
