@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pktgen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/iptables"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
@@ -127,6 +129,67 @@ func nsIP(nsf *os.File, args ...string) error {
 	return nil
 }
 
+// fibTypes asks the kernel's nftables and the attached netfilter programs
+// (one ruleset per bit of the type, see fibTwinRulesets) for the type of
+// the side ("daddr" or "saddr") address of each of addrs at the oracle's
+// prerouting hook; a verdict that differs is an error. It returns the
+// types the kernel gave and the number of verdicts compared.
+func fibTypes(t *testing.T, o *oracle.Oracle, ns *nsctx.NetNS, side string, addrs []string, what string) ([]uint32, int) {
+	t.Helper()
+	frame := func(src, dst string) []byte {
+		return packet.MustBuild(&packet.Ethernet{Dst: o.ReceiverMAC(), Src: o.SenderMAC()},
+			&packet.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst)},
+			&packet.UDP{SrcPort: 1000, DstPort: 2000}, packet.Payload("x"))
+	}
+	var cases []pktgen.Case
+	for _, a := range addrs {
+		f := frame(oracle.SenderIPv4.String(), a)
+		if side == "saddr" {
+			f = frame(a, oracle.ReceiverIPv4.String())
+		}
+		cases = append(cases, pktgen.Case{Name: a, Frame: f})
+	}
+	typ := codegen.Netfilter
+	types := make([]uint32, len(cases))
+	compared := 0
+	for bit, rs := range fibTwinRulesets(side) {
+		res, err := pipeline.TranslateReader("fibtwin", strings.NewReader(rs), pipeline.Options{Type: &typ, NetNS: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Err(); err != nil {
+			t.Fatalf("%s: %v", rs, err)
+		}
+		if err := o.Load(rs); err != nil {
+			t.Fatal(err)
+		}
+		kernel := make([]oracle.Result, len(cases))
+		for i, c := range cases {
+			if kernel[i], err = o.Verdict(c.Frame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := attachedVerdicts(o, ns, res, ir.HookPrerouting, cases)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range cases {
+			compared++
+			if kernel[i] == oracle.NotReached {
+				t.Errorf("%s, fib %s of %s: the frame never reached prerouting", what, side, c.Name)
+				continue
+			}
+			if got[i] != kernel[i] {
+				t.Errorf("%s, %q, fib %s of %s: kernel %s, BPF %s", what, strings.TrimSpace(strings.Split(rs, "\n")[3]), side, c.Name, kernel[i], got[i])
+			}
+			if bit < 3 && kernel[i] == oracle.Accepted {
+				types[i] |= 1 << bit
+			}
+		}
+	}
+	return types, compared
+}
+
 // TestFIBTwin compares fib daddr type and fib saddr type as the kernel's
 // nftables and the attached netfilter programs answer them, in the same
 // namespace, for addresses of every kind (own addresses on several
@@ -152,12 +215,10 @@ func TestFIBTwin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	frame := func(src, dst string) []byte {
-		return packet.MustBuild(&packet.Ethernet{Dst: o.ReceiverMAC(), Src: o.SenderMAC()},
-			&packet.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst)},
-			&packet.UDP{SrcPort: 1000, DstPort: 2000}, packet.Payload("x"))
+	var addrs []string
+	for _, a := range fibTwinAddrs {
+		addrs = append(addrs, a.addr)
 	}
-	typ := codegen.Netfilter
 	compared := 0
 	for phase, changes := range fibTwinPhases {
 		for _, c := range changes {
@@ -166,50 +227,8 @@ func TestFIBTwin(t *testing.T) {
 			}
 		}
 		for _, side := range []string{"daddr", "saddr"} {
-			var cases []pktgen.Case
-			for _, a := range fibTwinAddrs {
-				f := frame(oracle.SenderIPv4.String(), a.addr)
-				if side == "saddr" {
-					f = frame(a.addr, oracle.ReceiverIPv4.String())
-				}
-				cases = append(cases, pktgen.Case{Name: a.addr, Frame: f})
-			}
-			types := make([]uint32, len(cases))
-			for bit, rs := range fibTwinRulesets(side) {
-				res, err := pipeline.TranslateReader("fibtwin", strings.NewReader(rs), pipeline.Options{Type: &typ, NetNS: ns})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := res.Err(); err != nil {
-					t.Fatalf("%s: %v", rs, err)
-				}
-				if err := o.Load(rs); err != nil {
-					t.Fatal(err)
-				}
-				kernel := make([]oracle.Result, len(cases))
-				for i, c := range cases {
-					if kernel[i], err = o.Verdict(c.Frame); err != nil {
-						t.Fatal(err)
-					}
-				}
-				got, err := attachedVerdicts(o, ns, res, ir.HookPrerouting, cases)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, c := range cases {
-					compared++
-					if kernel[i] == oracle.NotReached {
-						t.Errorf("phase %d, fib %s of %s: the frame never reached prerouting", phase, side, c.Name)
-						continue
-					}
-					if got[i] != kernel[i] {
-						t.Errorf("phase %d, %q, fib %s of %s: kernel %s, BPF %s", phase, strings.TrimSpace(strings.Split(rs, "\n")[3]), side, c.Name, kernel[i], got[i])
-					}
-					if bit < 3 && kernel[i] == oracle.Accepted {
-						types[i] |= 1 << bit
-					}
-				}
-			}
+			types, n := fibTypes(t, o, ns, side, addrs, fmt.Sprintf("phase %d", phase))
+			compared += n
 			if phase != 0 {
 				continue
 			}
@@ -221,6 +240,90 @@ func TestFIBTwin(t *testing.T) {
 		}
 	}
 	t.Logf("%d (frame, ruleset, phase) verdicts compared", compared)
+}
+
+// TestFIBTwinManyRoutes compares fib daddr type with the kernel's over
+// every address of 198.51.100.0/24 and 203.0.113.0/24 after 600 random
+// routes of every type and prefix length from /20 to /32 (nested and
+// overlapping, in the local and main tables; three seeds) have made the
+// trie deep, with tnodes of several bits and long backtracking.
+func TestFIBTwinManyRoutes(t *testing.T) {
+	privtest.Require(t)
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) { fibManyRoutes(t, seed) })
+	}
+}
+
+func fibManyRoutes(t *testing.T, seed uint64) {
+	o, err := oracle.New(oracle.Config{Hook: ir.HookPrerouting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	ns, err := receiverNS(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	nsf := o.ReceiverNetNS()
+	for _, c := range fibTwinSetup[:6] { // the devices fa0, fa1
+		if err := nsIP(nsf, strings.Fields(c)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	types := []string{"local", "broadcast", "anycast", "unicast", "blackhole", "unreachable", "prohibit", "throw", "multicast"}
+	nets := []uint32{0xc6336400, 0xcb007100} // 198.51.100.0, 203.0.113.0
+	var batch strings.Builder
+	seen := map[string]bool{}
+	for len(seen) < 600 {
+		plen := 20 + rng.IntN(13)
+		base := nets[rng.IntN(2)]
+		if plen < 24 {
+			base &^= 1<<(32-plen) - 1
+		} else {
+			base |= uint32(rng.IntN(256)) &^ (1<<(32-plen) - 1)
+		}
+		prefix := fmt.Sprintf("%d.%d.%d.%d/%d", base>>24, base>>16&0xff, base>>8&0xff, base&0xff, plen)
+		typ := types[rng.IntN(len(types))]
+		table := "local"
+		if rng.IntN(3) == 0 {
+			table = "main"
+		}
+		key := prefix + " " + table
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		dev := " dev fa0"
+		switch typ {
+		case "blackhole", "unreachable", "prohibit", "throw":
+			dev = ""
+		}
+		fmt.Fprintf(&batch, "route add %s %s%s table %s\n", typ, prefix, dev, table)
+	}
+	cmd := exec.Command("nsenter", "--net=/proc/self/fd/3", "ip", "-batch", "-")
+	cmd.ExtraFiles = []*os.File{nsf}
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v: %s", err, out)
+	}
+	var addrs []string
+	for _, n := range nets {
+		for i := uint32(0); i < 256; i++ {
+			a := n | i
+			addrs = append(addrs, fmt.Sprintf("%d.%d.%d.%d", a>>24, a>>16&0xff, a>>8&0xff, a&0xff))
+		}
+	}
+	got, compared := fibTypes(t, o, ns, "daddr", addrs, "600 routes")
+	hist := map[string]int{}
+	for _, ty := range got {
+		hist[ir.AddrTypeName(ty)]++
+	}
+	if len(hist) < 4 {
+		t.Errorf("the kernel's answers %v: want at least four types", hist)
+	}
+	t.Logf("%d verdicts compared; the kernel's types: %v", compared, hist)
 }
 
 // addrtypeScripts are iptables-restore scripts with -m addrtype, loaded
