@@ -284,3 +284,60 @@ func TestFIBTestRun(t *testing.T) {
 		t.Logf("fib daddr type of %s: %v per run (%d runs)", a, d, n)
 	}
 }
+
+// TestFIBSplit: a chain of fib rules long enough to be cut into
+// tail-called parts answers in every part (each part's own prologue and
+// lookup).
+func TestFIBSplit(t *testing.T) {
+	privileged(t)
+	var rules []*ir.Rule
+	for i := 0; i < 40; i++ {
+		// Error route types: never an answer, so the packet goes on.
+		rules = append(rules, rule(eq(fibf(ir.FIBDaddr), addrType(ir.AddrBlackhole+uint32(i%5))), drop))
+	}
+	rules = append(rules, rule(eq(fibf(ir.FIBDaddr), addrType(ir.AddrLocal)), drop))
+	fl := flavour{name: "nf-input", fam: ir.FamilyIPv4, hook: ir.HookInput,
+		tgt: Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, l2: true}
+	tab, ch := table(ir.FamilyIPv4, ir.HookInput, ir.VerdictAccept, rules)
+	p, err := Compile(tab, ch, fl.tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Parts() < 2 {
+		t.Fatalf("%d parts, want the chain cut", p.Parts())
+	}
+	l := loadFlavour(t, fl, tab, ch)
+	ns, err := netnstest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	if out, err := ns.Run("", "ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	eth := []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00}
+	src := netip.MustParseAddr("192.0.2.1")
+	ctx := nfHookStateCtx(t, ir.FamilyIPv4, fl.hook)
+	for _, c := range []struct {
+		dst  string
+		want ir.VerdictKind
+	}{{"127.0.0.1", ir.VerdictDrop}, {"224.0.0.1", ir.VerdictAccept}, {"0.0.0.0", ir.VerdictAccept}} {
+		frame := append(append([]byte(nil), eth...), udp4To(src, netip.MustParseAddr(c.dst))...)
+		var v ir.VerdictKind
+		err := ns.Do(func() error {
+			ret, err := l.Program.Run(&ebpf.RunOptions{Data: frame, Repeat: 1, Context: ctx})
+			if err != nil {
+				return err
+			}
+			v, err = VerdictOf(Netfilter, ret)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.dst, err)
+		}
+		if v != c.want {
+			t.Errorf("%s: %s, want %s", c.dst, vname(v), vname(c.want))
+		}
+	}
+	t.Logf("%d rules in %d parts", len(rules), p.Parts())
+}
