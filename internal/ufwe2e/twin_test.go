@@ -41,10 +41,10 @@ var (
 // Ports the fw listens on: TCP (every one of them), UDP multicast.
 var (
 	tcpPorts = []int{22, 23, 80, 8080}
-	udpPorts = []int{80, 5353, 5354}
+	udpPorts = []int{68, 80, 5353, 5354}
 )
 
-const peerTCPPort, peerUDPPort = 9000, 9053
+const peerTCPPort, peerUDPPort uint16 = 9000, 9053
 
 var twinCounter atomic.Int64
 
@@ -144,6 +144,12 @@ func newTwin(t *testing.T, name string) *twin {
 			mreq := &unix.IPv6Mreq{Interface: uint32(ifi.Index)}
 			copy(mreq.Multiaddr[:], netip.MustParseAddr("ff02::fb").AsSlice())
 			if err := unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, mreq); err != nil {
+				return err
+			}
+			// The socket takes IPv4 too (bindv6only is 0): join mDNS's
+			// IPv4 group as well.
+			mreq4 := &unix.IPMreqn{Multiaddr: [4]byte{224, 0, 0, 251}, Ifindex: int32(ifi.Index)}
+			if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq4); err != nil {
 				return err
 			}
 		}

@@ -158,39 +158,80 @@ func probes6() []probe {
 
 	// The fw's own connections: the replies are established.
 	ps = append(ps, probe{name: "fw connects to the peer over tcp (reply established)", want: true, expected: true,
-		do: func(tw *twin) (bool, error) {
-			ok := false
-			err := tw.fw.Do(func() error {
-				c, err := net.DialTimeout("tcp", fmt.Sprintf("[%s]:%d", peer6, peerTCPPort), time.Second)
-				if err == nil {
-					ok = true
-					c.Close()
-				}
-				return nil
-			})
-			return ok, err
-		}})
+		do: func(tw *twin) (bool, error) { return tw.dialTCP(peer6) }})
 	ps = append(ps, probe{name: "fw sends udp to the peer (reply established)", want: true, expected: true,
-		do: func(tw *twin) (bool, error) {
-			ok := false
-			err := tw.fw.Do(func() error {
-				c, err := net.Dial("udp", fmt.Sprintf("[%s]:%d", peer6, peerUDPPort))
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				if _, err := c.Write([]byte("query")); err != nil {
-					return err
-				}
-				c.SetReadDeadline(time.Now().Add(time.Second))
-				buf := make([]byte, 64)
-				n, err := c.Read(buf)
-				ok = err == nil && string(buf[:n]) == "query"
-				return nil
-			})
-			return ok, err
-		}})
+		do: func(tw *twin) (bool, error) { return tw.askUDP(peer6) }})
 	return ps
+}
+
+// syn4 is a TCP SYN from src to the fw's port dport and the match of its
+// answer.
+func syn4(src netip.Addr, dport uint16) ([]byte, func([]byte) bool) {
+	sport++
+	return packet.MustBuild(eth(fwMAC), &packet.IPv4{Src: src, Dst: fw4},
+		&packet.TCP{SrcPort: sport, DstPort: dport, Seq: 1000, Flags: packet.TCPSyn, Window: 64240}), tcpReplyTo(src, sport)
+}
+
+// probes4 are the IPv4 probes.
+func probes4() []probe {
+	var ps []probe
+	addSyn := func(name string, src netip.Addr, dport uint16, want bool) {
+		f, m := syn4(src, dport)
+		ps = append(ps, probe{name: name, frame: f, reply: m, want: want, expected: true})
+	}
+	addSyn("tcp 22 (ufw allow 22/tcp)", peer4, 22, true)
+	addSyn("tcp 23 (default deny)", peer4, 23, false)
+	addSyn("tcp 80 from 198.51.100.0/24 (allowed)", far4, 80, true)
+	addSyn("tcp 80 from outside 198.51.100.0/24", peer4, 80, false)
+	addSyn("tcp 8080 (allowed over IPv6 only)", far4, 8080, false)
+
+	sport++
+	synack := packet.MustBuild(eth(fwMAC), &packet.IPv4{Src: peer4, Dst: fw4},
+		&packet.TCP{SrcPort: sport, DstPort: 22, Seq: 1, Ack: 1, Flags: packet.TCPSyn | packet.TCPAck, Window: 64240})
+	ps = append(ps, probe{name: "unsolicited tcp syn-ack to 22 (ct state invalid)", frame: synack,
+		reply: tcpReplyTo(peer4, sport), want: false, expected: true})
+
+	ps = append(ps, probe{name: "icmp echo request",
+		frame: packet.MustBuild(eth(fwMAC), &packet.IPv4{Src: peer4, Dst: fw4}, &packet.ICMP{Type: 8, ID: 0x4321, Seq: 1}, packet.Payload("ping")),
+		reply: func(f []byte) bool {
+			proto, th := transport(f, peer4)
+			return proto == packet.ProtoICMP && len(th) >= 8 && th[0] == 0 && binary.BigEndian.Uint16(th[4:]) == 0x4321
+		}, want: true, expected: true})
+
+	udp := func(name string, dstMAC net.HardwareAddr, src, dst netip.Addr, sp, dp uint16, want bool) {
+		ps = append(ps, probe{name: name,
+			frame:   packet.MustBuild(eth(dstMAC), &packet.IPv4{Src: src, Dst: dst}, &packet.UDP{SrcPort: sp, DstPort: dp}, packet.Payload("x")),
+			udpPort: int(dp), want: want, expected: true})
+	}
+	bcastMAC := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	mdnsMAC := net.HardwareAddr{0x01, 0x00, 0x5e, 0, 0, 0xfb}
+	bcast := netip.MustParseAddr("192.0.2.255")
+	mdns := netip.MustParseAddr("224.0.0.251")
+	udp("udp 80 from 198.51.100.0/24 (allowed)", fwMAC, far4, fw4, 4000, 80, true)
+	udp("udp 80 from outside 198.51.100.0/24", fwMAC, peer4, fw4, 4000, 80, false)
+	udp("broadcast udp 67 to 68 (dhcp reply, allowed)", bcastMAC, peer4, bcast, 67, 68, true)
+	udp("broadcast udp to 5354 (ufw-not-local returns, then dropped)", bcastMAC, peer4, bcast, 4000, 5354, false)
+	udp("multicast udp to 224.0.0.251:5353 (mdns, allowed)", mdnsMAC, peer4, mdns, 5353, 5353, true)
+	udp("multicast udp to 224.0.0.251:5354", mdnsMAC, peer4, mdns, 5353, 5354, false)
+
+	ps = append(ps, probe{name: "fw connects to the peer over tcp (reply established)", want: true, expected: true,
+		do: func(tw *twin) (bool, error) { return tw.dialTCP(peer4) }})
+	ps = append(ps, probe{name: "fw sends udp to the peer (reply established)", want: true, expected: true,
+		do: func(tw *twin) (bool, error) { return tw.askUDP(peer4) }})
+	return ps
+}
+
+// TestUFW4 is TestUFW6 for ufw's IPv4 script (with -m addrtype in
+// ufw-not-local and after.rules).
+func TestUFW4(t *testing.T) {
+	privtest.Require(t)
+	needUFW(t)
+	v4, _ := assemble(t)
+	kernel := newTwin(t, "kernel")
+	kernel.loadKernel(t, "iptables-restore", v4)
+	bpf := newTwin(t, "bpf")
+	bpf.loadBPF(t, nlmsg.FamilyIPv4, v4)
+	compareTwins(t, kernel, bpf, probes4())
 }
 
 // TestUFW6 loads ufw's assembled IPv6 script into twin namespaces, with
@@ -235,4 +276,41 @@ func compareTwins(t *testing.T, kernel, bpf *twin, probes []probe) {
 	if yes == 0 || yes == len(probes) {
 		t.Errorf("%d of %d probes got through: want some of both", yes, len(probes))
 	}
+}
+
+// dialTCP reports whether the fw can connect to the peer's TCP listener at
+// addr (the peer's answers come back as established traffic).
+func (tw *twin) dialTCP(addr netip.Addr) (bool, error) {
+	ok := false
+	err := tw.fw.Do(func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, peerTCPPort).String(), time.Second)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// askUDP reports whether a datagram the fw sends to the peer's UDP echo
+// at addr comes back.
+func (tw *twin) askUDP(addr netip.Addr) (bool, error) {
+	ok := false
+	err := tw.fw.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(addr, peerUDPPort).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("query")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		ok = err == nil && string(buf[:n]) == "query"
+		return nil
+	})
+	return ok, err
 }
