@@ -105,8 +105,6 @@ func newGen(t *ir.Table, tgt Target) (*gen, error) {
 	return g, nil
 }
 
-func (g *gen) annotations() []Annotation { return g.anns }
-
 // unsupported returns an UnsupportedError for the current statement.
 func (g *gen) unsupported(format string, args ...any) error {
 	e := &UnsupportedError{Chain: g.curChain, Reason: fmt.Sprintf(format, args...)}

@@ -137,7 +137,8 @@ func TestSetSwapAtomic(t *testing.T) {
 					began := time.Now()
 					switch {
 					case tc.swap:
-						m, err := NewSetMapLike(end, l.Sets[start], nil)
+						var m *ebpf.Map
+						m, err = NewSetMapLike(end, l.Sets[start], nil)
 						if err == nil {
 							err = SwapSetMap(l.SetSlots[start], m)
 							m.Close()
