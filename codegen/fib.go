@@ -345,7 +345,9 @@ func (g *gen) loadFIB(f *ir.Field, fail string) error {
 	// The table's hash chain: net->ipv4.fib_table_hash[RT_TABLE_LOCAL &
 	// (FIB_TABLE_HASHSZ - 1)].first. Reads before the loop end at
 	// fib_early_fault.
-	w.netPtr(early)
+	if err := w.netPtr(early); err != nil {
+		return err
+	}
 	w.readTo(asm.R3, l.netHash, 8, early)
 	w.readTo(asm.R0, int32((rtTableLocal&(fibTableHashSize-1))*8), 8, early)
 	g.b.emit(
@@ -791,7 +793,9 @@ func (w *fibWalk) goodNexthop(bad string) error {
 	w.emit(asm.JEq.Imm(asm.R0, 0, good))
 	w.read(asm.R0, l.inDevIgnoreLD, 4)
 	w.emit(asm.JNE.Imm(asm.R0, 0, bad))
-	w.netPtr(w.done)
+	if err := w.netPtr(w.done); err != nil {
+		return err
+	}
 	w.read(asm.R3, l.netDevconfAll, 8)
 	w.read(asm.R0, l.confIgnLD, 4)
 	w.emit(asm.JNE.Imm(asm.R0, 0, bad))
@@ -802,9 +806,9 @@ func (w *fibWalk) goodNexthop(bad string) error {
 // netPtr leaves the namespace's struct net pointer in R3, or jumps to
 // fault. At netfilter hooks it is nft_net(pkt), state->net;
 // BPF_PROG_TEST_RUN's hook state has none (hooks always have one), and
-// there, as for cgroup_skb programs, it is the net of the skb's device
-// (a cgroup_skb program always has one).
-func (w *fibWalk) netPtr(fault string) {
+// there it is the net of the hook state's device; for cgroup_skb programs
+// it is the net of the skb's device (a cgroup_skb program always has one).
+func (w *fibWalk) netPtr(fault string) error {
 	l := w.l
 	haveNet := w.label("fib_net")
 	if w.g.tgt.Type == Netfilter {
@@ -813,6 +817,23 @@ func (w *fibWalk) netPtr(fault string) {
 			asm.LoadMem(asm.R3, asm.R1, int16(l.stateNet), asm.DWord),
 			asm.JNE.Imm(asm.R3, 0, haveNet),
 		)
+		// The test run's hook device (its loopback) when the skb has
+		// none (output hooks).
+		for _, name := range []string{"in", "out"} {
+			m, err := kernelMember("nf_hook_state", name)
+			if err != nil {
+				return err
+			}
+			next := w.label("fib_net_" + name)
+			w.emit(
+				asm.LoadMem(asm.R1, asm.R10, slotState, asm.DWord),
+				asm.LoadMem(asm.R1, asm.R1, m.Off, asm.DWord),
+				asm.JEq.Imm(asm.R1, 0, next),
+				asm.LoadMem(asm.R3, asm.R1, int16(l.devNet), asm.DWord),
+				asm.JNE.Imm(asm.R3, 0, haveNet),
+			)
+			w.at(next)
+		}
 	}
 	w.emit(
 		asm.LoadMem(asm.R1, asm.R10, slotSkb, asm.DWord),
@@ -823,6 +844,7 @@ func (w *fibWalk) netPtr(fault string) {
 	)
 	w.at(haveNet)
 	w.emit(asm.Mov.Reg(asm.R3, asm.R3))
+	return nil
 }
 
 // found ends the lookup with the alias' type; with a device restriction,

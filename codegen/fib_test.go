@@ -128,6 +128,9 @@ func udp4To(src, dst netip.Addr) []byte {
 func fibTypeOf(t *testing.T, fl flavour, progs []*Loaded, pkt []byte) (uint32, error) {
 	got := -1
 	frame := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00}, pkt...)
+	if !fl.l2 {
+		frame = pkt
+	}
 	for typ, l := range progs {
 		opts := &ebpf.RunOptions{Data: frame, Repeat: 1}
 		if fl.tgt.Type == Netfilter {
@@ -156,7 +159,7 @@ func fibTypeOf(t *testing.T, fl flavour, progs []*Loaded, pkt []byte) (uint32, e
 
 // TestFIBTestRun answers fib daddr type with BPF_PROG_TEST_RUN in a
 // scratch namespace (test_run's skb device is the caller's loopback), for
-// netfilter and cgroup_skb programs,
+// netfilter (input and output) and cgroup_skb programs,
 // for addresses of every kind, and again after routes and addresses
 // change without reloading.
 func TestFIBTestRun(t *testing.T) {
@@ -190,14 +193,18 @@ func TestFIBTestRun(t *testing.T) {
 		tgt: Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, l2: true}
 	cg := flavour{name: "cgroup-ingress", fam: ir.FamilyIPv4, hook: ir.HookInput,
 		tgt: Target{Type: CgroupSKB, Family: ir.FamilyIPv4, Hook: ir.HookInput, ProtoFamily: ir.FamilyIPv4}, l2: true}
-	var progs, cgProgs []*Loaded
+	out := flavour{name: "nf-output", fam: ir.FamilyIPv4, hook: ir.HookOutput,
+		tgt: Target{Type: Netfilter, Family: ir.FamilyIPv4, Hook: ir.HookOutput, ProtoFamily: ir.FamilyIPv4}, l2: false}
+	var progs, cgProgs, outProgs []*Loaded
 	for typ := uint32(0); typ <= ir.AddrXResolve; typ++ {
-		r := rule(eq(fibf(ir.FIBDaddr), addrType(typ)), accept)
-		tab, ch := table(ir.FamilyIPv4, ir.HookInput, ir.VerdictDrop, []*ir.Rule{r})
-		progs = append(progs, loadFlavour(t, fl, tab, ch))
-		r = rule(eq(fibf(ir.FIBDaddr), addrType(typ)), accept)
-		tab, ch = table(ir.FamilyIPv4, ir.HookInput, ir.VerdictDrop, []*ir.Rule{r})
-		cgProgs = append(cgProgs, loadFlavour(t, cg, tab, ch))
+		for _, p := range []struct {
+			fl    flavour
+			progs *[]*Loaded
+		}{{fl, &progs}, {cg, &cgProgs}, {out, &outProgs}} {
+			r := rule(eq(fibf(ir.FIBDaddr), addrType(typ)), accept)
+			tab, ch := table(ir.FamilyIPv4, p.fl.hook, ir.VerdictDrop, []*ir.Rule{r})
+			*p.progs = append(*p.progs, loadFlavour(t, p.fl, tab, ch))
+		}
 	}
 	src := netip.MustParseAddr("192.0.2.9")
 	check := func(t *testing.T, cases map[string]uint32) {
@@ -206,7 +213,7 @@ func TestFIBTestRun(t *testing.T) {
 			for _, p := range []struct {
 				fl    flavour
 				progs []*Loaded
-			}{{fl, progs}, {cg, cgProgs}} {
+			}{{fl, progs}, {cg, cgProgs}, {out, outProgs}} {
 				var got uint32
 				err := ns.Do(func() error {
 					var err error
