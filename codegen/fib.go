@@ -203,6 +203,43 @@ func readFIBLayout() (*fibLayout, error) {
 	return &l, nil
 }
 
+// fibWalkKernel is the kernel series whose fib_table_lookup (and the
+// structures it walks) the lookup repeats, and against which the
+// differential tests (difftest.TestFIBTwin, TestFIBTwinManyRoutes,
+// TestAddrtypeTwin) check it. The BTF offsets follow the running kernel,
+// but an algorithm change would not show in them, so other kernels are
+// refused until the tests have been run there and the series added.
+const fibWalkKernel = "6.18"
+
+// fibWalkVerified reports whether the running kernel belongs to
+// fibWalkKernel, and its release.
+func fibWalkVerified() (release string, ok bool) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown (" + err.Error() + ")", false
+	}
+	release = unix.ByteSliceToString(u.Release[:])
+	return release, kernelSeries(release) == fibWalkKernel
+}
+
+// kernelSeries returns the major.minor of a kernel release ("6.18.44-1"
+// gives "6.18").
+func kernelSeries(release string) string {
+	dots := 0
+	for i, c := range release {
+		switch {
+		case c == '.':
+			dots++
+			if dots == 2 {
+				return release[:i]
+			}
+		case c < '0' || c > '9':
+			return release[:i]
+		}
+	}
+	return release
+}
+
 // vrfPossible reports whether the running kernel can have VRF devices,
 // whose l3mdev table a device-restricted lookup would use: the driver is
 // built in (its struct in the kernel's BTF) or available as a module.
@@ -270,6 +307,10 @@ func (g *gen) fibRefusal(f *ir.Field) string {
 	}
 	if g.tgt.ProtoFamily != ir.FamilyIPv4 {
 		return "fib … type for IPv6 packets (nft_fib6_eval_type) is not supported, only IPv4; in an inet table, use an ip table"
+	}
+	if rel, ok := fibWalkVerified(); !ok {
+		return fmt.Sprintf("fib … type repeats the routing-trie lookup of Linux %s, which was checked against the kernel; "+
+			"this kernel is %s, whose lookup may differ", fibWalkKernel, rel)
 	}
 	if f.FIB&(ir.FIBIif|ir.FIBOif) != 0 {
 		in := f.FIB&ir.FIBIif != 0
