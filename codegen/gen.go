@@ -38,8 +38,7 @@ const (
 	bufSize    = 64
 	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
-	// setkey.go), slotScanIdx and slotScanCnt (-408, -416,
-	// rangetable.go), slotSetMap (-424, setslot.go), slotSetValue (-432,
+	// setkey.go), slotSetMap (-424, setslot.go), slotSetValue (-432,
 	// timeout.go). The fib … type lookup (fib.go) uses -512…-417
 	// while it runs; the slots it overlaps are live only within a set
 	// lookup, a range scan or a reject. An LPM trie key puts its prefix length in the
@@ -82,6 +81,12 @@ type gen struct {
 	// boundaries a long chain may be split at (split.go).
 	entryJump, rulesPos, policyPos int
 	cuts                           []cutPoint
+
+	// rangeCallbacks names the bpf_loop callback scanning each range
+	// table; callbackCode is their code, appended to every program
+	// (rangetable.go).
+	rangeCallbacks map[*ir.Set]string
+	callbackCode   asm.Instructions
 
 	// cur identifies the statement being compiled, for errors.
 	curChain string

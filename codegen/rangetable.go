@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -15,27 +16,22 @@ import (
 // A named set of concatenated ranges (nft's pipapo: every field of the key
 // has its own range) is a range table: a hash map from slot numbers 0…n-1
 // to elements {low key, high key, u32 value} and, under rangeCountKey, the
-// number n of elements in use. A lookup scans the slots in order, at most
-// the table's capacity (a bounded loop the verifier walks once per slot).
-// Elements change one at a time, each change seen by packets at one
-// instant (see SyncRangeTable): a hash map element is replaced whole.
+// number n of elements in use. A lookup scans the n slots in order with
+// bpf_loop, whose callback compares one slot (see rangeLookup): the
+// verifier checks the callback once, whatever the capacity. Elements
+// change one at a time, each change seen by packets at one instant (see
+// SyncRangeTable): a hash map element is replaced whole.
 
 // rangeCountKey is the slot key of a range table's element count.
 const rangeCountKey = 0xffffffff
 
 // Range table capacities: the least, and the most a table may have. The
-// verifier walks the scan loop once per slot of capacity (about 105
-// instructions per slot for two fields); Linux 6.18 fails with EFAULT in
-// its precision tracking somewhere past 900 slots.
+// scan is linear: a packet that misses compares every element in use
+// (a few ns each), so the cap bounds the cost of one lookup rather than
+// verification work.
 const (
 	rangeTableMin = 64
-	rangeTableMax = 512
-)
-
-// Stack slots of the scan loop (below concatKey).
-const (
-	slotScanIdx = -408
-	slotScanCnt = -416
+	rangeTableMax = 65536
 )
 
 // IsRangeTable reports whether set s is backed by a range table: a named
@@ -74,6 +70,9 @@ func RangeTimeout(key, v []byte, keyLen uint32) (low []byte, tv TimeoutValue, ok
 // rangeCapacity is the number of element slots of the range table of s.
 func rangeCapacity(s *ir.Set) (uint32, error) {
 	c := max(uint32(rangeTableMin), 2*uint32(len(s.Elements)))
+	if c > rangeTableMax && len(s.Elements) <= rangeTableMax {
+		c = rangeTableMax
+	}
 	if s.Size != 0 {
 		c = s.Size
 	}
@@ -243,6 +242,13 @@ func SyncRangeTable(m *ebpf.Map, s *ir.Set, targets []ir.Verdict) error {
 // buffer. It jumps to miss when no element holds the key, and falls
 // through with R0 pointing at the element's value otherwise (its u32 data
 // at offset 2*KeyLen).
+//
+// The scan is a bpf_loop over the element count (at most the capacity)
+// calling the set's compare callback (rangeCallback), which the verifier
+// checks once whatever the capacity. The callback's context is a pointer
+// to this frame's buffer: it reads the key there, the element map from
+// slotSetMap, uses slotKey for its lookups and leaves the matching
+// element's value pointer in slotSetValue.
 func (g *gen) rangeLookup(s *ir.Set, miss string) error {
 	if err := g.useSet(s); err != nil {
 		return err
@@ -251,44 +257,76 @@ func (g *gen) rangeLookup(s *ir.Set, miss string) error {
 	if err != nil {
 		return g.unsupported("%v", err)
 	}
-	offs, lens := s.KeyLayout()
-	loop := g.b.newLabel("scan")
-	next := g.b.newLabel("scan_next")
-	found := g.b.newLabel("scan_found")
+	cb := g.rangeCallback(s)
 	// The element map is looked up in the slot once: the whole scan
 	// reads one table, even while a new one replaces it.
-	lookup := func() {
-		g.b.emit(
-			asm.LoadMem(asm.R1, asm.R10, slotSetMap, asm.DWord),
-			asm.Mov.Reg(asm.R2, asm.R10),
-			asm.Add.Imm(asm.R2, slotKey),
-			asm.FnMapLookupElem.Call(),
-		)
-	}
 	g.loadSetMap(s, miss)
-	g.b.emit(asm.StoreMem(asm.R10, slotSetMap, asm.R1, asm.DWord))
-	g.b.emit(stImm64(asm.R10, slotKey, int64(int32(-1)))) // rangeCountKey
-	lookup()
 	g.b.emit(
+		asm.StoreMem(asm.R10, slotSetMap, asm.R1, asm.DWord),
+		stImm64(asm.R10, slotKey, int64(int32(-1))), // rangeCountKey
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, slotKey),
+		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, miss),
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.R10, slotScanCnt, asm.R1, asm.DWord),
-		stImm64(asm.R10, slotScanIdx, 0),
 	)
-	g.b.label(loop)
+	capped := g.b.newLabel("scan_capped")
+	g.b.emit(asm.JLE.Imm(asm.R1, int32(capacity), capped), asm.Mov.Imm(asm.R1, int32(capacity)))
+	g.b.label(capped)
 	g.b.emit(
-		asm.LoadMem(asm.R1, asm.R10, slotScanIdx, asm.DWord),
-		asm.JGE.Imm(asm.R1, int32(capacity), miss),
-		asm.LoadMem(asm.R2, asm.R10, slotScanCnt, asm.DWord),
-		asm.JGE.Reg(asm.R1, asm.R2, miss),
-		asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
+		stImm64(asm.R10, slotSetValue, 0),
+		asm.Instruction{OpCode: asm.LoadImmOp(asm.DWord), Dst: asm.R2, Src: asm.PseudoFunc, Constant: -1}.WithReference(cb),
+		asm.Mov.Reg(asm.R3, asm.R10),
+		asm.Add.Imm(asm.R3, bufOff),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnLoop.Call(),
+		asm.LoadMem(asm.R0, asm.R10, slotSetValue, asm.DWord),
+		asm.JEq.Imm(asm.R0, 0, miss),
 	)
-	lookup()
-	g.b.emit(asm.JEq.Imm(asm.R0, 0, next))
+	return nil
+}
+
+// rangeCallback returns the label of the bpf_loop callback comparing one
+// element of the range table of s with the key (see rangeLookup), adding
+// it to the program's callbacks the first time. The callback is called
+// as cb(index, ctx) with ctx pointing at the caller's buffer; it uses no
+// stack of its own. It returns 1 (stop) on a match that has not expired,
+// having stored the element's value pointer, and 0 otherwise.
+func (g *gen) rangeCallback(s *ir.Set) string {
+	if l, ok := g.rangeCallbacks[s]; ok {
+		return l
+	}
+	if g.rangeCallbacks == nil {
+		g.rangeCallbacks = map[*ir.Set]string{}
+	}
+	// The callback is built apart and appended after everything else
+	// (a subprogram runs to the end of the program or the next one).
+	main := g.b
+	g.b = newBuilder()
+	g.b.n = main.n
+	name := fmt.Sprintf("nft_range_cb_%d", len(g.rangeCallbacks))
+	g.rangeCallbacks[s] = name
+	const (
+		ctxMap   = slotSetMap - bufOff
+		ctxKey   = slotKey - bufOff
+		ctxValue = slotSetValue - bufOff
+	)
+	next := g.b.newLabel("rcb_next")
+	g.b.label(name)
+	g.b.emit(
+		asm.Mov.Reg(asm.R6, asm.R2),
+		asm.StoreMem(asm.R6, ctxKey, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R6, ctxMap, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.R6),
+		asm.Add.Imm(asm.R2, ctxKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, next),
+	)
+	offs, lens := s.KeyLayout()
 	for i := range offs {
 		// low ≤ field ≤ high, each compared as memcmp does.
-		hi := g.b.newLabel("scan_hi")
-		ok := g.b.newLabel("scan_field_ok")
+		hi := g.b.newLabel("rcb_hi")
+		ok := g.b.newLabel("rcb_field_ok")
 		g.cmpValue(offs[i], lens[i], 0, next, hi, hi)
 		g.b.label(hi)
 		g.cmpValue(offs[i], lens[i], int16(s.KeyLen), ok, ok, next)
@@ -298,37 +336,72 @@ func (g *gen) rangeLookup(s *ir.Set, miss string) error {
 		// An expired element holds no key: the scan goes on (elements
 		// do not overlap, so it will miss).
 		off := int16(rangeDeadlineOff(s))
+		live := g.b.newLabel("rcb_live")
 		g.b.emit(
 			asm.LoadMem(asm.R1, asm.R0, off, asm.DWord),
-			asm.JEq.Imm(asm.R1, 0, found),
-			asm.StoreMem(asm.R10, slotSetValue, asm.R0, asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, live),
+			asm.Mov.Reg(asm.R7, asm.R0),
 			asm.FnKtimeGetNs.Call(),
-			asm.LoadMem(asm.R1, asm.R10, slotSetValue, asm.DWord),
-			asm.LoadMem(asm.R1, asm.R1, off, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R7, off, asm.DWord),
 			asm.JGE.Reg(asm.R0, asm.R1, next),
-			asm.LoadMem(asm.R0, asm.R10, slotSetValue, asm.DWord),
+			asm.Mov.Reg(asm.R0, asm.R7),
 		)
+		g.b.label(live)
 	}
-	g.b.emit(asm.Ja.Label(found))
-	g.b.label(next)
 	g.b.emit(
-		asm.LoadMem(asm.R1, asm.R10, slotScanIdx, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R10, slotScanIdx, asm.R1, asm.DWord),
-		asm.Ja.Label(loop),
+		asm.StoreMem(asm.R6, ctxValue, asm.R0, asm.DWord),
+		asm.Mov.Imm(asm.R0, 1),
+		asm.Return(),
 	)
-	g.b.label(found)
-	return nil
+	g.b.label(next)
+	g.b.emit(asm.Mov.Imm(asm.R0, 0), asm.Return())
+	cb, err := g.b.finish()
+	main.n = g.b.n
+	g.b = main
+	if err != nil {
+		// finish fails only on a dangling label, which the code above
+		// cannot leave.
+		panic(err)
+	}
+	cb[0] = btf.WithFuncMetadata(cb[0], btfCallback(name))
+	g.callbackCode = append(g.callbackCode, cb...)
+	return name
 }
 
-// cmpValue compares the key bytes [pos, pos+n) in the buffer with the
-// same bytes of the bound at offset base in the map value R0 points to,
-// as memcmp does, and jumps to lt, eq or gt (key against bound).
+// withCallbacks returns the instructions of a finished program followed
+// by the callbacks it may reference.
+func (g *gen) withCallbacks(insns asm.Instructions) asm.Instructions {
+	if len(g.callbackCode) == 0 {
+		return insns
+	}
+	out := append(insns[:len(insns):len(insns)], g.callbackCode...)
+	// A program referencing a callback needs BTF function information
+	// for each of its functions, the program itself first.
+	out[0] = btf.WithFuncMetadata(out[0], &btf.Func{Name: "nft_main", Type: &btf.FuncProto{Return: btfInt}, Linkage: btf.StaticFunc})
+	return out
+}
+
+var btfInt = &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
+
+// btfCallback is the BTF function type of the range callbacks:
+// static long cb(u64 index, void *ctx).
+func btfCallback(name string) *btf.Func {
+	u64 := &btf.Int{Name: "unsigned long long", Size: 8}
+	return &btf.Func{Name: name, Linkage: btf.StaticFunc, Type: &btf.FuncProto{
+		Return: &btf.Int{Name: "long", Size: 8, Encoding: btf.Signed},
+		Params: []btf.FuncParam{{Name: "index", Type: u64}, {Name: "ctx", Type: &btf.Pointer{Target: (*btf.Void)(nil)}}},
+	}}
+}
+
+// cmpValue compares the key bytes [pos, pos+n) of the buffer R6 points
+// to with the same bytes of the bound at offset base in the map value R0
+// points to, as memcmp does, and jumps to lt, eq or gt (key against
+// bound).
 func (g *gen) cmpValue(pos, n uint32, base int16, lt, eq, gt string) {
 	for _, c := range chunks(n) {
 		p, sz := c[0], c[1]
 		g.b.emit(
-			asm.LoadMem(asm.R1, asm.R10, int16(bufOff+int32(pos+p)), asmSize(sz)),
+			asm.LoadMem(asm.R1, asm.R6, int16(pos+p), asmSize(sz)),
 			asm.LoadMem(asm.R2, asm.R0, base+int16(pos+p), asmSize(sz)),
 		)
 		if sz > 1 {

@@ -21,7 +21,7 @@ import (
 // once no program runs with it and no file descriptor holds it.
 
 // slotSetMap is the stack slot holding the element map pointer while a
-// range table is scanned (below slotScanCnt).
+// range table is scanned (below concatKey).
 const slotSetMap = -424
 
 // SetSlotSpec returns the spec of the slot of set s: a one-entry array of

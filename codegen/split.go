@@ -134,7 +134,7 @@ func (g *gen) split(insns asm.Instructions) (partCode, []TailPart, error) {
 		if len(out) > maxInsns {
 			return partCode{}, nil, &UnsupportedError{Chain: g.base.Name, Reason: fmt.Sprintf("program has %d instructions (limit %d)", len(out), maxInsns)}
 		}
-		return partCode{insns: out, anns: anns}, nil, nil
+		return partCode{insns: g.withCallbacks(out), anns: anns}, nil, nil
 	}
 	starts, err := g.planParts(len(insns))
 	if err != nil {
@@ -422,7 +422,7 @@ func (s *splitter) program(k int, entry string, body, stubs asm.Instructions) (p
 			kept = append(kept, a)
 		}
 	}
-	return partCode{insns: out, anns: kept, part: k, entry: entry}, nil
+	return partCode{insns: g.withCallbacks(out), anns: kept, part: k, entry: entry}, nil
 }
 
 // joinTail returns a copy of the instructions of all p's programs, the

@@ -237,7 +237,7 @@ func TestVerdictMapRefusals(t *testing.T) {
 			s.Fields = []uint32{4, 2}
 			s.Size = rangeTableMax + 1
 			return s
-		}(), "holds at most 512 elements"},
+		}(), fmt.Sprintf("holds at most %d elements", rangeTableMax)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := []ir.Field{th(2, 2)}
