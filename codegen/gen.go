@@ -83,10 +83,10 @@ type gen struct {
 	cuts                           []cutPoint
 
 	// rangeCallbacks names the bpf_loop callback scanning each range
-	// table; callbackCode is their code, appended to every program
-	// (rangetable.go).
+	// table; callbackCode is their code by name, appended to every
+	// program that references it (rangetable.go).
 	rangeCallbacks map[*ir.Set]string
-	callbackCode   asm.Instructions
+	callbackCode   map[string]asm.Instructions
 
 	// cur identifies the statement being compiled, for errors.
 	curChain string

@@ -195,3 +195,72 @@ func BenchmarkRangeTable(b *testing.B) {
 		})
 	}
 }
+
+// TestRangeTableFullStack: a range table scanned in a program whose own
+// stack is full (a fib … type lookup uses it down to -512) loads: the
+// callback uses no stack of its own, and BPF-to-BPF frames share 512
+// bytes. Only packets the range table matches are run (the fib rule
+// after it would consult this namespace's routes).
+func TestRangeTableFullStack(t *testing.T) {
+	privileged(t)
+	set := largeRangeSet("st", 100, ir.SetTimeout, -1)
+	for _, fl := range ipFlavours(ir.FamilyIPv4) {
+		if fl.fam != ir.FamilyIPv4 {
+			continue // fib … type in ip tables
+		}
+		tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, []*ir.Rule{
+			rule(eq(meta(ir.MetaL4Proto), b(protoTCP)), &ir.Lookup{Key: []ir.Field{nh(12, 4), th(2, 2)}, Set: set}, drop),
+			rule(eq(fibf(ir.FIBDaddr), addrType(ir.AddrLocal)), eq(th(2, 2), u16(1)), drop),
+		})
+		tab.Sets = []*ir.Set{set}
+		l := loadFlavour(t, fl, tab, c)
+		for _, port := range []uint16{1, 5, 991, 995} {
+			if got := run(t, fl, l, tcp4From(ip4(198, 51, 100, 3), port)); got != D {
+				t.Errorf("%s port %d: got %s, want drop", fl.name, port, vname(got))
+			}
+		}
+	}
+}
+
+// TestRangeTableSplit: range tables looked up in the first and the last
+// part of a chain split into tail-called programs answer in both (every
+// part carries the callbacks, each with its BTF function information).
+func TestRangeTableSplit(t *testing.T) {
+	privileged(t)
+	first := largeRangeSet("first", 100, 0, -1)
+	last := largeRangeSet("last", 1000, ir.SetTimeout, 500)
+	key := []ir.Field{nh(12, 4), th(2, 2)}
+	isTCP := eq(meta(ir.MetaL4Proto), b(protoTCP))
+	for _, fl := range []flavour{netdevFlavours()[0], ipFlavours(ir.FamilyIPv4)[1]} {
+		t.Run(fl.name, func(t *testing.T) {
+			rules := []*ir.Rule{rule(isTCP, eq(th(2, 2), u16(1)), &ir.Lookup{Key: key, Set: first}, drop)}
+			rules = append(rules, benchRules(fl.fam, 1500)...)
+			rules = append(rules, rule(isTCP, &ir.Lookup{Key: key, Set: last}, drop))
+			tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules)
+			tab.Sets = []*ir.Set{first, last}
+			p, err := CompileWith(tab, c, fl.tgt, Options{Linear: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Parts() < 2 {
+				t.Fatalf("%d parts, want a split chain", p.Parts())
+			}
+			l := loadFlavourWith(t, fl, tab, c, Options{Linear: true})
+			for _, tc := range []struct {
+				port uint16
+				want ir.VerdictKind
+			}{
+				{1, D},    // first table, in the first part
+				{3, D},    // last table (first element), in the last part
+				{9995, D}, // last table, last element
+				{9996, A},
+				{5003, A}, // expired
+				{5013, D},
+			} {
+				if got := run(t, fl, l, tcp4From(ip4(198, 51, 100, 3), tc.port)); got != tc.want {
+					t.Errorf("port %d: got %s, want %s (%d parts)", tc.port, vname(got), vname(tc.want), p.Parts())
+				}
+			}
+		})
+	}
+}

@@ -364,17 +364,32 @@ func (g *gen) rangeCallback(s *ir.Set) string {
 		panic(err)
 	}
 	cb[0] = btf.WithFuncMetadata(cb[0], btfCallback(name))
-	g.callbackCode = append(g.callbackCode, cb...)
+	if g.callbackCode == nil {
+		g.callbackCode = map[string]asm.Instructions{}
+	}
+	g.callbackCode[name] = cb
 	return name
 }
 
 // withCallbacks returns the instructions of a finished program followed
-// by the callbacks it may reference.
+// by the callbacks they reference (the kernel wants no code that is not
+// called, and function information for exactly the functions called).
 func (g *gen) withCallbacks(insns asm.Instructions) asm.Instructions {
-	if len(g.callbackCode) == 0 {
+	var out asm.Instructions
+	seen := map[string]bool{}
+	for _, ins := range insns {
+		if !ins.IsLoadOfFunctionPointer() || seen[ins.Reference()] {
+			continue
+		}
+		seen[ins.Reference()] = true
+		if out == nil {
+			out = append(insns[:len(insns):len(insns)], nil...)
+		}
+		out = append(out, g.callbackCode[ins.Reference()]...)
+	}
+	if out == nil {
 		return insns
 	}
-	out := append(insns[:len(insns):len(insns)], g.callbackCode...)
 	// A program referencing a callback needs BTF function information
 	// for each of its functions, the program itself first.
 	out[0] = btf.WithFuncMetadata(out[0], &btf.Func{Name: "nft_main", Type: &btf.FuncProto{Return: btfInt}, Linkage: btf.StaticFunc})
