@@ -431,6 +431,11 @@ func cleanupFailed(st *state.Dir, old *state.Manifest, err error) error {
 	if lerr != nil {
 		return errors.Join(err, lerr)
 	}
+	if dropsProgramArrays(names, keep) {
+		// Points switched before the failure were switched back; packets
+		// may still be in the new programs.
+		waitForRunningPrograms()
+	}
 	for _, n := range names {
 		if keep[n] || strings.HasPrefix(n, "link-") || strings.HasPrefix(n, "array-") {
 			continue
@@ -890,6 +895,9 @@ func detachExcept(st *state.Dir, keep map[string]bool) error {
 	}
 	var errs []error
 	for _, prefix := range []string{"link-", "array-"} {
+		if prefix == "array-" && dropsProgramArrays(names, keep) {
+			waitForRunningPrograms()
+		}
 		for _, n := range names {
 			if keep[n] || !strings.HasPrefix(n, prefix) {
 				continue
