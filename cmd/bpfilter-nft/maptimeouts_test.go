@@ -1,17 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
-	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
 
 // TestMapTimeouts runs, side by side with the kernel's nftables (twin
@@ -24,29 +18,7 @@ import (
 // expired, and after a reload.
 func TestMapTimeouts(t *testing.T) {
 	privtest.Require(t)
-	nftO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nftO.Close()
-	bpfO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bpfO.Close()
-	if err := bpfO.Load(""); err != nil {
-		t.Fatal(err)
-	}
-	cli, _ := receiverCLIRoot(t, bpfO)
-	nftNS := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), nftO.ReceiverNetNS().Fd())
-	nft := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("nsenter", append([]string{"--net=" + nftNS, "nft"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
+	w := newTimeoutTwin(t)
 	rules := `table netdev f {
 	set iv {
 		type inet_service
@@ -80,7 +52,7 @@ func TestMapTimeouts(t *testing.T) {
 		elements = { 192.0.2.0/24 . 140-149 timeout 4s : drop, 192.0.2.0/24 . 150-159 : drop }
 	}
 	chain ing {
-		type filter hook ingress device "` + bpfO.ReceiverIfname() + `" priority 0; policy accept;
+		type filter hook ingress device "` + w.ifname() + `" priority 0; policy accept;
 		udp dport @iv drop
 		udp dport vmap @vm
 		udp dport vmap @vmi
@@ -91,73 +63,10 @@ func TestMapTimeouts(t *testing.T) {
 	}
 }
 `
-	file := filepath.Join(t.TempDir(), "rules.nft")
-	writeFile(t, file, "flush ruleset\n"+rules)
-	// bpfilter-nft's elements get their deadlines somewhere in its load,
-	// the kernel's in nft's load that follows: theirs expire up to the
-	// time of both loads later.
-	loading := time.Now()
-	if out, errOut, code := cli("-f", file); code != 0 {
-		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
-	}
-	if err := nftO.Load(rules); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	gap := start.Sub(loading)
-	both := func(args ...string) {
-		t.Helper()
-		if out, errOut, code := cli(args...); code != 0 {
-			t.Fatalf("%v: exit %d: %s %s", args, code, out, errOut)
-		}
-		nft(args...)
-	}
+	w.load(rules)
+	start := w.start
 	const acc, drp = oracle.Accepted, oracle.Dropped
-	expect := func(step string, want map[uint16]oracle.Result) {
-		t.Helper()
-		for port, w := range want {
-			for _, o := range []*oracle.Oracle{nftO, bpfO} {
-				r, err := o.Verdict(udpFrame(o, false, port))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r == oracle.NotReached {
-					r = oracle.Dropped // tcx drops before the hook the oracle watches
-				}
-				who := "nft"
-				if o == bpfO {
-					who = "bpfilter-nft"
-				}
-				if r != w {
-					t.Errorf("%s (%v after load): %s: udp dport %d: %s, want %s", step, time.Since(start).Round(time.Millisecond), who, port, r, w)
-				}
-			}
-		}
-	}
-	listings := func(step, kind, set, want string) {
-		t.Helper()
-		args := []string{"list", kind, "netdev", "f", set}
-		got, errOut, code := cli(args...)
-		if code != 0 {
-			t.Fatalf("%s: list: exit %d: %s", step, code, errOut)
-		}
-		ref := nft(args...)
-		gotT, refT := expiresRE.FindAllStringSubmatch(got, -1), expiresRE.FindAllStringSubmatch(ref, -1)
-		norm := func(s string) string { return expiresRE.ReplaceAllString(s, "expires X") }
-		if norm(got) != norm(ref) || len(gotT) != len(refT) {
-			t.Errorf("%s: listing\n%s\nnft lists\n%s", step, got, ref)
-			return
-		}
-		for i := range gotT {
-			a, b := parseNftTime(t, gotT[i][1]), parseNftTime(t, refT[i][1])
-			if diff := a - b; diff > 200*time.Millisecond || diff < -200*time.Millisecond-gap {
-				t.Errorf("%s: %s element %d expires in %v, nft says %v", step, set, i, a, b)
-			}
-		}
-		if !strings.Contains(norm(got), want) {
-			t.Errorf("%s: listing lacks %q:\n%s", step, want, got)
-		}
-	}
+	both, expect, listings := w.both, w.expect, w.listing
 
 	expect("loaded", map[uint16]oracle.Result{
 		29: acc, 30: drp, 39: drp, 45: drp, 59: drp, 60: drp, 61: drp, 62: acc,

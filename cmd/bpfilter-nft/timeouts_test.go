@@ -1,32 +1,12 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
-	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
-
-// expiresRE matches the time left of an element in a listing.
-var expiresRE = regexp.MustCompile(`expires ([0-9dhms]+)`)
-
-// parseNftTime parses nft's time format ("1s540ms", "2m3s").
-func parseNftTime(t *testing.T, s string) time.Duration {
-	t.Helper()
-	d, err := time.ParseDuration(strings.Replace(s, "d", "h", 1))
-	if err != nil || strings.Contains(s, "d") {
-		t.Fatalf("time %q: %v", s, err)
-	}
-	return d
-}
 
 // TestSetTimeouts runs a ruleset with sets with timeouts in the kernel's
 // nftables and in bpfilter-nft side by side (twin namespaces, element
@@ -38,29 +18,7 @@ func parseNftTime(t *testing.T, s string) time.Duration {
 // which must not bring expired elements back.
 func TestSetTimeouts(t *testing.T) {
 	privtest.Require(t)
-	nftO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nftO.Close()
-	bpfO, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bpfO.Close()
-	if err := bpfO.Load(""); err != nil {
-		t.Fatal(err)
-	}
-	cli, _ := receiverCLIRoot(t, bpfO)
-	nftNS := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), nftO.ReceiverNetNS().Fd())
-	nft := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("nsenter", append([]string{"--net=" + nftNS, "nft"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
+	w := newTimeoutTwin(t)
 	rules := `table netdev f {
 	set t {
 		type inet_service
@@ -73,78 +31,19 @@ func TestSetTimeouts(t *testing.T) {
 		elements = { 20 }
 	}
 	chain ing {
-		type filter hook ingress device "` + bpfO.ReceiverIfname() + `" priority 0; policy accept;
+		type filter hook ingress device "` + w.ifname() + `" priority 0; policy accept;
 		udp dport @t drop
 		udp dport @d drop
 	}
 }
 `
-	file := filepath.Join(t.TempDir(), "rules.nft")
-	writeFile(t, file, "flush ruleset\n"+rules)
-	if out, errOut, code := cli("-f", file); code != 0 {
-		t.Fatalf("load: exit %d: %s %s", code, out, errOut)
-	}
-	loaded := time.Now()
-	if err := nftO.Load(rules); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	// The kernel's elements were added this much later than ours.
-	gap := start.Sub(loaded)
-	both := func(args ...string) {
-		t.Helper()
-		if out, errOut, code := cli(args...); code != 0 {
-			t.Fatalf("%v: exit %d: %s %s", args, code, out, errOut)
-		}
-		nft(args...)
-	}
+	w.load(rules)
+	loaded, start := w.loading, w.start
 	const acc, drp = oracle.Accepted, oracle.Dropped
-	expect := func(step string, want map[uint16]oracle.Result) {
-		t.Helper()
-		for port, w := range want {
-			for _, o := range []*oracle.Oracle{nftO, bpfO} {
-				r, err := o.Verdict(udpFrame(o, false, port))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r == oracle.NotReached {
-					r = oracle.Dropped // tcx drops before the hook the oracle watches
-				}
-				who := "nft"
-				if o == bpfO {
-					who = "bpfilter-nft"
-				}
-				if r != w {
-					t.Errorf("%s (%v after load): %s: udp dport %d: %s, want %s", step, time.Since(start).Round(time.Millisecond), who, port, r, w)
-				}
-			}
-		}
-	}
-	// listings compares list set with nft's, times left within 200 ms
-	// plus the time between the two loads.
+	both, expect := w.both, w.expect
 	listings := func(step, set, want string) {
 		t.Helper()
-		args := []string{"list", "set", "netdev", "f", set}
-		got, errOut, code := cli(args...)
-		if code != 0 {
-			t.Fatalf("%s: list: exit %d: %s", step, code, errOut)
-		}
-		ref := nft(args...)
-		gotT, refT := expiresRE.FindAllStringSubmatch(got, -1), expiresRE.FindAllStringSubmatch(ref, -1)
-		norm := func(s string) string { return expiresRE.ReplaceAllString(s, "expires X") }
-		if norm(got) != norm(ref) || len(gotT) != len(refT) {
-			t.Errorf("%s: listing\n%s\nnft lists\n%s", step, got, ref)
-			return
-		}
-		for i := range gotT {
-			a, b := parseNftTime(t, gotT[i][1]), parseNftTime(t, refT[i][1])
-			if diff := a - b; diff > 200*time.Millisecond || diff < -200*time.Millisecond-gap {
-				t.Errorf("%s: element %d expires in %v, nft says %v", step, i, a, b)
-			}
-		}
-		if !strings.Contains(norm(got), want) {
-			t.Errorf("%s: listing lacks %q:\n%s", step, want, got)
-		}
+		w.listing(step, "set", set, want)
 	}
 
 	// Deadlines are taken from when each command ran, so that a slow
