@@ -106,6 +106,9 @@ type Options struct {
 	// Stats, when not nil, is filled with what Apply did and how long
 	// each step took.
 	Stats *Stats
+	// Stored, when not nil, receives the ruleset text Apply stored
+	// (state.Manifest.Ruleset).
+	Stored *string
 }
 
 // Stats describe one Apply: how many attach points kept their running
@@ -207,6 +210,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 		return err
 	}
 	man.Ruleset = text.String()
+	if opts.Stored != nil {
+		*opts.Stored = man.Ruleset
+	}
 
 	// Every fd opened from here on is closed on return; what must outlive
 	// the process is pinned.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/fastedit"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -237,7 +238,64 @@ func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs 
 	if cgroup != "" && !filepath.IsAbs(cgroup) {
 		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
 	}
-	return loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup, Locked: true})
+	var stored string
+	if err := loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup, Locked: true, Stored: &stored}); err != nil {
+		return err
+	}
+	return saveDecoded(t.st, stored, rs)
+}
+
+// saveDecoded caches rs, the decoded form of the ruleset just applied
+// (stored as text), for the next rule edit (see package fastedit).
+// Rulesets with set element timeouts are not cached: their elements change
+// in the maps.
+func saveDecoded(st *state.Dir, text string, rs *nlmsg.Ruleset) error {
+	if settimeouts.Mentioned(text) {
+		return fastedit.Drop(st)
+	}
+	return fastedit.Save(st, text, rs)
+}
+
+// editRule applies one rule edit (add, insert, replace or delete rule) to
+// the running ruleset. The cached decoded ruleset serves it when it can
+// (fastedit): nft then parses only the new rule, against a skeleton of the
+// running ruleset. Otherwise, or when the fast path cannot place the rule
+// (an unknown chain or handle: nft's own error is the one to report), nft
+// parses the running ruleset and then the command, as its own transaction,
+// as on a live system.
+func (t *target) editRule(stdout io.Writer, g rulesetFlags, name, change string, cmd fastedit.Command) error {
+	unlock, err := t.st.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	current, err := t.storedText()
+	if err != nil {
+		return err
+	}
+	if !settimeouts.Mentioned(current) {
+		if cur, err := fastedit.Load(t.st, current); err == nil {
+			parse := func(skeleton, command string) (*nlmsg.Ruleset, error) {
+				return nftfile.ParseSteps(name, nftfile.Options{TargetNetNS: t.ns.File()}, skeleton, command)
+			}
+			if next, err := fastedit.Apply(cur, cmd, parse); err == nil {
+				return t.applyRuleset(stdout, g, name, next)
+			}
+		}
+	}
+	current, t.timeouts, err = settimeouts.Stored(t.st, current, t.ns.File())
+	if err != nil {
+		return err
+	}
+	steps := []string{change}
+	if strings.TrimSpace(current) != "" {
+		steps = []string{current, change}
+	}
+	rs, err := nftfile.ParseSteps(name, nftfile.Options{TargetNetNS: t.ns.File()}, steps...)
+	if err != nil {
+		return err
+	}
+	return t.applyRuleset(stdout, g, name, rs)
 }
 
 func loadFile(stdout io.Writer, g rulesetFlags) error {
@@ -353,6 +411,11 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 				func(d *daemonTarget) error { return d.flush() })
 		}
 		cmd := verb + " " + strings.Join(args, " ") + "\n"
+		if edit, ok := fastedit.ParseCommand(verb, args); ok {
+			return withRuleset(globals,
+				func(t *target) error { return t.editRule(stdout, globals, "<cmdline>", cmd, edit) },
+				func(d *daemonTarget) error { return d.change(stdout, globals, "<cmdline>", cmd) })
+		}
 		if ref, ok := elementCommand(verb, args); ok {
 			return withRuleset(globals,
 				func(t *target) error { return t.changeSet(stdout, globals, "<cmdline>", cmd, ref) },

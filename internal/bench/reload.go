@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfilter-nft/bpfilter-nft/internal/fastedit"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/netnstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
@@ -18,6 +19,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
 	"github.com/bpfilter-nft/bpfilter-nft/state"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
 // ReloadCase is a ruleset whose reload after a one-rule change is
@@ -46,19 +48,26 @@ type Phases struct {
 	Prepare time.Duration // counter, state and set maps; which programs stay
 	Load    time.Duration // new programs loaded (verified)
 	Attach  time.Duration // attach points switched, state committed
-	Kept    int           // programs kept running
-	Loaded  int           // programs loaded
-	Insns   int           // instructions of all programs
-	Total   time.Duration
+	// Cache is the time spent reading and writing the decoded-ruleset
+	// cache (package fastedit).
+	Cache  time.Duration
+	Kept   int // programs kept running
+	Loaded int // programs loaded
+	Insns  int // instructions of all programs
+	Total  time.Duration
 }
 
-// ReloadResult is a full load of a ruleset and the reload that changes one
-// of its rules.
+// ReloadResult is a full load of a ruleset, the reload that changes one of
+// its rules, and the same change made as a rule edit.
 type ReloadResult struct {
 	Case   ReloadCase
 	Rules  int
 	Full   Phases
 	Change Phases
+	// Edit is `replace rule … handle H` of the changed rule, as the CLI
+	// runs it: the cached decoded ruleset with the new rule, which nft
+	// parses against the ruleset's skeleton (package fastedit).
+	Edit Phases
 }
 
 // Reload loads a generated ruleset of n rules into a scratch network
@@ -114,7 +123,77 @@ func Reload(c ReloadCase, n int) (*ReloadResult, error) {
 	if res.Change, err = loadTimed(ns, st, tns, text()); err != nil {
 		return nil, fmt.Errorf("one-rule change: %w", err)
 	}
+	// The same rule changed back, as an edit: its handle is its
+	// position (the chain is handle 1).
+	rules[grouped/2].Dport = 65001
+	edit := fmt.Sprintf("replace rule ip bench input handle %d %s", grouped/2+2, rules[grouped/2].NFT())
+	if res.Edit, err = editTimed(ns, st, tns, edit); err != nil {
+		return nil, fmt.Errorf("one-rule edit: %w", err)
+	}
 	return res, nil
+}
+
+// editTimed applies one rule edit (nft command syntax) through the
+// decoded-ruleset cache, as the CLI does, timing each phase.
+func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string) (Phases, error) {
+	var ph Phases
+	start := time.Now()
+	f := strings.Fields(command)
+	cmd, ok := fastedit.ParseCommand(f[0], f[1:])
+	if !ok {
+		return ph, fmt.Errorf("%q: not a rule edit", command)
+	}
+	snap, err := loader.Load(st)
+	if err != nil {
+		return ph, err
+	}
+	cur, err := fastedit.Load(st, snap.Manifest.Ruleset)
+	if err != nil {
+		return ph, err
+	}
+	ph.Cache = time.Since(start)
+	parsed := time.Now()
+	rs, err := fastedit.Apply(cur, cmd, func(skeleton, command string) (*nlmsg.Ruleset, error) {
+		return nftfile.ParseSteps("<cmdline>", nftfile.Options{TargetNetNS: tns.File()}, skeleton, command)
+	})
+	if err != nil {
+		return ph, err
+	}
+	ph.Parse = time.Since(parsed)
+	if err := translateApply(ns, st, rs, &ph); err != nil {
+		return ph, err
+	}
+	ph.Total = time.Since(start)
+	return ph, nil
+}
+
+// translateApply translates rs, applies it and caches its decoded form,
+// filling in the phases from lift on.
+func translateApply(ns *nsctx.NetNS, st *state.Dir, rs *nlmsg.Ruleset, ph *Phases) error {
+	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: ns})
+	if err != nil {
+		return err
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	ph.Lift, ph.Compile = res.Lifted, res.Compiled
+	for _, p := range res.Programs {
+		ph.Insns += len(p.Program.Spec.Instructions)
+	}
+	var stats loader.Stats
+	var text string
+	if err := loader.Apply(ns, st, res, loader.Options{Stats: &stats, Stored: &text}); err != nil {
+		return err
+	}
+	ph.Prepare, ph.Load, ph.Attach = stats.Prepared, stats.Built-stats.Prepared, stats.Switched-stats.Built
+	ph.Kept, ph.Loaded = stats.Kept, stats.Loaded
+	saved := time.Now()
+	if err := fastedit.Save(st, text, rs); err != nil {
+		return err
+	}
+	ph.Cache += time.Since(saved)
+	return nil
 }
 
 // loadTimed parses, translates and applies text, timing each phase.
@@ -126,24 +205,10 @@ func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (
 		return ph, err
 	}
 	ph.Parse = time.Since(start)
-	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: ns})
-	if err != nil {
-		return ph, err
-	}
-	if err := res.Err(); err != nil {
-		return ph, err
-	}
-	ph.Lift, ph.Compile = res.Lifted, res.Compiled
-	for _, p := range res.Programs {
-		ph.Insns += len(p.Program.Spec.Instructions)
-	}
-	var stats loader.Stats
-	if err := loader.Apply(ns, st, res, loader.Options{Stats: &stats}); err != nil {
+	if err := translateApply(ns, st, rs, &ph); err != nil {
 		return ph, err
 	}
 	ph.Total = time.Since(start)
-	ph.Prepare, ph.Load, ph.Attach = stats.Prepared, stats.Built-stats.Prepared, stats.Switched-stats.Built
-	ph.Kept, ph.Loaded = stats.Kept, stats.Loaded
 	return ph, nil
 }
 
@@ -152,16 +217,16 @@ func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (
 // "one-rule change of N rules: X ms vs full load Y ms".
 func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\trules\tload\tparse ms\tlift ms\tcompile ms\tprepare ms\tverify/load ms\tattach ms\ttotal ms\tprograms kept\tloaded\t")
+	fmt.Fprintln(tw, "case\trules\tload\tparse ms\tcache ms\tlift ms\tcompile ms\tprepare ms\tverify/load ms\tattach ms\ttotal ms\tprograms kept\tloaded\t")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e6) }
 	for _, r := range res {
 		for _, row := range []struct {
 			name string
 			ph   Phases
-		}{{"full", r.Full}, {"one rule changed", r.Change}} {
+		}{{"full", r.Full}, {"one rule changed", r.Change}, {"replace rule (edit)", r.Edit}} {
 			p := row.ph
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
-				ms(p.Parse), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), p.Kept, p.Loaded)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
+				ms(p.Parse), ms(p.Cache), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), p.Kept, p.Loaded)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -170,6 +235,8 @@ func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 	for _, r := range res {
 		fmt.Fprintf(w, "%s: one-rule change of %d rules: %.0f ms (verify/load + attach %.0f ms) vs full load %.0f ms (%.0f ms)\n", r.Case, r.Rules,
 			float64(r.Change.Total)/1e6, float64(r.Change.Load+r.Change.Attach)/1e6, float64(r.Full.Total)/1e6, float64(r.Full.Load+r.Full.Attach)/1e6)
+		fmt.Fprintf(w, "%s: replace rule (edit) of %d rules: %.0f ms = %.3f× the one-rule change by full parse, %.3f× the full load\n", r.Case, r.Rules,
+			float64(r.Edit.Total)/1e6, float64(r.Edit.Total)/float64(r.Change.Total), float64(r.Edit.Total)/float64(r.Full.Total))
 	}
 	return nil
 }

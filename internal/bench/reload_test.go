@@ -9,7 +9,8 @@ import (
 )
 
 // TestReload runs the reload measurement on small rulesets: the full load
-// loads every program; the one-rule change of the grouped chain loads that
+// loads every program; the one-rule change of the grouped chain, by full
+// parse and as a rule edit through the decoded-ruleset cache, loads that
 // chain's program again and keeps the ranges chain's, and the table says
 // so.
 func TestReload(t *testing.T) {
@@ -33,7 +34,13 @@ func TestReload(t *testing.T) {
 			if r.Change.Kept != c.kept || r.Change.Loaded != c.loaded {
 				t.Errorf("one-rule change kept %d, loaded %d programs; want %d and %d", r.Change.Kept, r.Change.Loaded, c.kept, c.loaded)
 			}
-			for _, p := range []Phases{r.Full, r.Change} {
+			if r.Edit.Kept != c.kept || r.Edit.Loaded != c.loaded {
+				t.Errorf("one-rule edit kept %d, loaded %d programs; want %d and %d", r.Edit.Kept, r.Edit.Loaded, c.kept, c.loaded)
+			}
+			if r.Edit.Cache <= 0 {
+				t.Errorf("edit without the decoded-ruleset cache: %+v", r.Edit)
+			}
+			for _, p := range []Phases{r.Full, r.Change, r.Edit} {
 				if p.Parse <= 0 || p.Compile <= 0 || p.Total < p.Parse+p.Compile || p.Insns == 0 {
 					t.Errorf("implausible phases %+v", p)
 				}
@@ -42,9 +49,13 @@ func TestReload(t *testing.T) {
 			if err := WriteReloadTable(&b, []*ReloadResult{r}); err != nil {
 				t.Fatal(err)
 			}
-			want := fmt.Sprintf("%s: one-rule change of %d rules:", c.cas, c.n)
-			if !strings.Contains(b.String(), want) {
-				t.Errorf("table lacks %q:\n%s", want, b.String())
+			for _, want := range []string{
+				fmt.Sprintf("%s: one-rule change of %d rules:", c.cas, c.n),
+				fmt.Sprintf("%s: replace rule (edit) of %d rules:", c.cas, c.n),
+			} {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, b.String())
+				}
 			}
 			t.Log("\n" + b.String())
 		})

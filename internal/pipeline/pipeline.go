@@ -155,6 +155,7 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 		}
 	}
 	// Report rules in ruleset order, lifted or not.
+	texts := ruleTexts(lifted.Ruleset)
 	for _, r := range rs.Rules {
 		k := ruleKey{ir.Family(r.Family), r.Table, r.Chain, r.Handle}
 		rr := RuleReport{Family: k.fam, Table: r.Table, Chain: r.Chain, Handle: r.Handle}
@@ -165,7 +166,7 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 			res.Rules = append(res.Rules, rr)
 			continue
 		}
-		rr.Rule = ruleText(lifted.Ruleset, k)
+		rr.Rule = texts[k]
 		switch reason, ok := refused[k]; {
 		case ok:
 			rr.Status, rr.Reason = StatusUnsupported, reason
@@ -193,20 +194,17 @@ func errString(expr int, kind string, err error) string {
 	return fmt.Sprintf("expression %d (%s): %v", expr+1, kind, err)
 }
 
-func ruleText(rs *ir.Ruleset, k ruleKey) string {
+// ruleTexts returns every rule of rs in nft syntax, by rule.
+func ruleTexts(rs *ir.Ruleset) map[ruleKey]string {
+	out := map[ruleKey]string{}
 	for _, t := range rs.Tables {
-		if t.Family != k.fam || t.Name != k.table {
-			continue
-		}
-		if c := t.Chain(k.chain); c != nil {
+		for _, c := range t.Chains {
 			for _, r := range c.Rules {
-				if r.Handle == k.handle {
-					return ir.FormatRule(t.Family, r)
-				}
+				out[ruleKey{t.Family, t.Name, c.Name, r.Handle}] = ir.FormatRule(t.Family, r)
 			}
 		}
 	}
-	return ""
+	return out
 }
 
 // markReached records the rules of c and of every chain c jumps to.
