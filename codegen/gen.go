@@ -75,6 +75,9 @@ type gen struct {
 	stateSlots []CounterSlot
 	stateIndex map[CounterSlot]int
 	events     bool // a log statement writes to the event ring buffer
+	// groupHandle: log statements take the rule's handle from
+	// slotGroupHandle (a group's action block, groupact.go).
+	groupHandle bool
 
 	// entryJump, rulesPos and policyPos locate the prologue's jump to
 	// the rules, the first rule and the policy; cuts are the rule

@@ -42,8 +42,14 @@ import (
 //     the next rule of the run; none of those can match (no repeated
 //     key), so execution resumes behind the run.
 //
-// Rules qualify when they consist of matches, then at most one counter,
-// then an accept, drop, return, jump or goto verdict. A match position is
+// Rules qualify when they consist of matches, then at most one counter
+// and statements whose effect does not depend on the rule (log, meta mark
+// set), then an accept, drop, return, jump, goto or continue verdict, a
+// reject, or nothing. Rules with the same statements and verdict share
+// one action block (groupact.go): the code after the lookup runs the
+// block the map value names. A rule that goes on after it matched (no
+// verdict, continue, jump) is treated as a jump is: its run has one class
+// and its key is held by no later rule of the run. A match position is
 // part of the key when it is an equality (nft_cmp eq) in every rule; every
 // other match (ranges, sets, inequalities) must be the same in all rules
 // of the run and becomes a guard, tested before the lookup.
@@ -61,9 +67,10 @@ type Options struct {
 // it, the compares of straight-line code cost less than a hash lookup.
 const DefaultGroupMin = 8
 
-// maxGroupActions bounds the distinct verdicts of a group: the code after
-// the lookup tests them one by one.
-const maxGroupActions = 16
+// maxGroupActions bounds the distinct action blocks of a group: the code
+// after the lookup finds its block by a binary search over the action
+// number (groupact.go), and every block is code of its own.
+const maxGroupActions = 4096
 
 // maxGroupKey is the largest group key in bytes.
 const maxGroupKey = 48
@@ -85,14 +92,6 @@ const (
 	slotGroupAc   = -272 // its action
 )
 
-// Group actions stored in map values; jump and goto targets follow.
-const (
-	groupAccept = 0
-	groupDrop   = 1
-	groupReturn = 2
-	groupChain  = 3
-)
-
 // groupNoCounter is the counter index of a rule without counter.
 const groupNoCounter = 0xffffffff
 
@@ -110,26 +109,45 @@ type GroupMap struct {
 	// Chain and Handles name the grouped rules.
 	Chain   string
 	Handles []uint64
+	// withHandle: the values carry the rules' handles.
+	withHandle bool
 }
 
 // GroupValue is what a group lookup finds for a key: the first rule with
 // that key (its index in the group, which orders the rules of a group's
-// classes), its counter and its verdict.
+// classes), its counter, its action block (an index into the group's
+// distinct statement lists and verdicts) and its handle (in the map only
+// where an action block logs, whose events name the rule).
 type GroupValue struct {
 	Rule    uint32
 	Counter int32
 	Action  uint32
+	Handle  uint64
 }
 
-// mapValue encodes v with counter index slot (groupNoCounter for none).
-func (v GroupValue) mapValue(slots func(int) uint32) []byte {
+// Group map value sizes: rule, counter and action, then (with handle)
+// 4 bytes of padding and the rule's handle.
+const (
+	groupValueSize       = 12
+	groupValueSizeHandle = 24
+	groupValueHandleOff  = 16
+)
+
+// mapValue encodes v in size bytes with counter index slot
+// (groupNoCounter for none).
+func (v GroupValue) mapValue(slots func(int) uint32, size uint32) []byte {
 	c := uint32(groupNoCounter)
 	if v.Counter >= 0 {
 		c = slots(int(v.Counter))
 	}
 	out := binary.NativeEndian.AppendUint32(nil, v.Rule)
 	out = binary.NativeEndian.AppendUint32(out, c)
-	return binary.NativeEndian.AppendUint32(out, v.Action)
+	out = binary.NativeEndian.AppendUint32(out, v.Action)
+	if size == groupValueSizeHandle {
+		out = binary.NativeEndian.AppendUint32(out, 0)
+		out = binary.NativeEndian.AppendUint64(out, v.Handle)
+	}
+	return out
 }
 
 // newGroupMap creates and fills the map of a group; slots maps counter
@@ -141,7 +159,7 @@ func newGroupMap(gm *GroupMap, slots func(int) uint32) (*ebpf.Map, error) {
 	}
 	vals := make([][]byte, len(gm.Values))
 	for i, v := range gm.Values {
-		vals[i] = v.mapValue(slots)
+		vals[i] = v.mapValue(slots, gm.Spec.ValueSize)
 	}
 	if err := fillGroupMap(m, gm.Keys, vals); err != nil {
 		m.Close()
@@ -180,43 +198,19 @@ func byteArrays(items [][]byte, size int) any {
 	return out.Interface()
 }
 
-// groupRule is a rule in the form groups accept.
+// groupRule is a rule in the form groups accept (see asGroupRule in
+// groupact.go).
 type groupRule struct {
 	matches []*ir.Match
 	counter int // statement index of the counter, or -1
+	// stmts are the rule's statements after its matches other than its
+	// counter, in order (log, meta mark set, reject).
+	stmts []ir.Stmt
+	// verdict is the rule's verdict; a rule without one (or with
+	// continue) goes on with the next rule, one that ends in reject has
+	// none.
 	verdict *ir.Verdict
-}
-
-// asGroupRule returns r's parts if r has the form a group takes.
-func asGroupRule(r *ir.Rule) (groupRule, bool) {
-	gr := groupRule{counter: -1}
-	for i, s := range r.Stmts {
-		switch s := s.(type) {
-		case *ir.Match:
-			if gr.counter >= 0 || gr.verdict != nil {
-				return gr, false
-			}
-			gr.matches = append(gr.matches, s)
-		case *ir.Counter:
-			if gr.counter >= 0 || gr.verdict != nil || len(gr.matches) == 0 {
-				return gr, false
-			}
-			gr.counter = i
-		case *ir.Verdict:
-			if gr.verdict != nil || i != len(r.Stmts)-1 {
-				return gr, false
-			}
-			switch s.Kind {
-			case ir.VerdictAccept, ir.VerdictDrop, ir.VerdictReturn, ir.VerdictJump, ir.VerdictGoto:
-			default:
-				return gr, false
-			}
-			gr.verdict = s
-		default:
-			return gr, false
-		}
-	}
-	return gr, gr.verdict != nil && len(gr.matches) > 0
+	reject  bool
 }
 
 // sameField reports whether a and b load the same register image.
@@ -319,7 +313,11 @@ type groupPlan struct {
 	start, end int // rules [start, end) of the chain
 	rules      []groupRule
 	classes    []*groupClass
-	actions    []*ir.Verdict // distinct verdicts, indexed by action - groupChain for chains
+	actions    []groupAction // distinct action blocks, indexed by action number
+	// handles: an action block logs, so map values carry the handle.
+	handles bool
+	// actionIndex numbers the actions by actionKey.
+	actionIndex map[string]uint32
 }
 
 // groupClass is the rules of a group that have one shape.
@@ -331,8 +329,9 @@ type groupClass struct {
 	keys     []int // match positions that form the key
 	keyParts []int // offset of each key part in the key
 	keyLen   int
-	seen     map[string]*ir.Verdict // key → verdict of its first rule
-	rules    []groupRule            // the members' rules (set by finish)
+	seen     map[string]bool // keys held by a rule of the class
+	resumes  map[string]bool // keys whose first rule goes on after it matched
+	rules    []groupRule     // the members' rules (set by finish)
 	// mask, when set, makes this a class of a masked group
 	// (groupmask.go); only members is set besides.
 	mask *maskClass
@@ -369,7 +368,10 @@ func (g *gen) planChain(c *ir.Chain) map[int]*groupPlan {
 	parsed := make([]parsedRule, len(c.Rules))
 	for i, r := range c.Rules {
 		gr, ok := asGroupRule(r)
-		parsed[i] = parsedRule{gr, ok, ok && groupable(gr)}
+		parsed[i] = parsedRule{gr, ok, ok && groupable(gr), 0}
+		if ok {
+			parsed[i].cost = g.actionCost(gr)
+		}
 	}
 	plans := map[int]*groupPlan{}
 	var masks *maskTable
@@ -457,6 +459,8 @@ type parsedRule struct {
 	// ok: the rule has the form groups take; groupable: it can also
 	// start a class.
 	ok, groupable bool
+	// cost estimates the instructions of the rule's action block.
+	cost int
 }
 
 // planRun returns the longest run of rules from start that can be
@@ -468,6 +472,7 @@ func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
 	p := &groupPlan{start: start}
 	actions := map[string]bool{}
 	hasJump := false
+	code := 0 // estimated instructions of the action blocks
 	for j := start; j < len(rules); j++ {
 		gr, ok := rules[j].gr, rules[j].ok
 		if !ok {
@@ -480,7 +485,7 @@ func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
 				break
 			}
 		}
-		jump := gr.verdict.Kind == ir.VerdictJump
+		jump := gr.resumes()
 		if cl == nil {
 			// A new shape: a class of its own, unless a jump (whose
 			// return resumes at the next rule, in any class) forbids
@@ -495,7 +500,7 @@ func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
 			break
 		}
 		if cl == nil {
-			cl = &groupClass{first: gr, seen: map[string]*ir.Verdict{}}
+			cl = &groupClass{first: gr, seen: map[string]bool{}, resumes: map[string]bool{}}
 			for i, m := range gr.matches {
 				if m.Op == ir.OpEq {
 					cl.eqs = append(cl.eqs, i)
@@ -504,16 +509,20 @@ func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
 			p.classes = append(p.classes, cl)
 		}
 		k := string(rawKey(gr, cl.eqs))
-		if v, dup := cl.seen[k]; dup && v.Kind == ir.VerdictJump {
+		if cl.resumes[k] {
 			break
 		}
-		ak := actionKey(gr.verdict)
-		if !actions[ak] && len(actions) == maxGroupActions {
+		ak := gr.actionKey()
+		if !actions[ak] && (len(actions) == maxGroupActions || code+rules[j].cost > maxGroupActionInsns) {
 			break
+		}
+		if !actions[ak] {
+			code += rules[j].cost
 		}
 		actions[ak] = true
-		if _, dup := cl.seen[k]; !dup {
-			cl.seen[k] = gr.verdict
+		if !cl.seen[k] {
+			cl.seen[k] = true
+			cl.resumes[k] = jump
 		}
 		hasJump = hasJump || jump
 		cl.members = append(cl.members, len(p.rules))
@@ -534,13 +543,7 @@ func planRun(rules []parsedRule, start, maxClasses int) *groupPlan {
 	for _, cl := range p.classes {
 		cl.finish(p.rules)
 	}
-	seenAct := map[string]bool{}
-	for _, gr := range p.rules {
-		if ak := actionKey(gr.verdict); !seenAct[ak] {
-			seenAct[ak] = true
-			p.actions = append(p.actions, gr.verdict)
-		}
-	}
+	p.planActions()
 	return p
 }
 
@@ -591,15 +594,6 @@ func (cl *groupClass) finish(rules []groupRule) {
 	}
 }
 
-// actionKey identifies a verdict among a group's actions.
-func actionKey(v *ir.Verdict) string {
-	switch v.Kind {
-	case ir.VerdictJump, ir.VerdictGoto:
-		return fmt.Sprintf("%d:%s", v.Kind, v.Chain)
-	}
-	return fmt.Sprint(v.Kind)
-}
-
 // key returns rule gr's map key.
 func (cl *groupClass) key(gr groupRule) []byte {
 	k := make([]byte, cl.keyLen)
@@ -609,45 +603,34 @@ func (cl *groupClass) key(gr groupRule) []byte {
 	return k
 }
 
-// action returns the action number of verdict v.
-func (p *groupPlan) action(v *ir.Verdict) uint32 {
-	switch v.Kind {
-	case ir.VerdictAccept:
-		return groupAccept
-	case ir.VerdictDrop:
-		return groupDrop
-	case ir.VerdictReturn:
-		return groupReturn
-	}
-	ak := actionKey(v)
-	n := uint32(groupChain)
-	for _, a := range p.actions {
-		if a.Kind != ir.VerdictJump && a.Kind != ir.VerdictGoto {
-			continue
-		}
-		if actionKey(a) == ak {
-			return n
-		}
-		n++
-	}
-	panic("codegen: verdict not among the group's actions")
-}
-
 // group emits the code of a planned group of c's rules; ret is where a
 // return (and the end of a goto'd chain) continues.
 func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map[string]bool) error {
 	rules := c.Rules[p.start:p.end]
 	g.curChain, g.curRule, g.curStmt = c.Name, rules[0], nil
 	end := g.b.newLabel("group_end")
+	// A packet no rule of the group matches goes on behind the action
+	// blocks, further than a conditional jump may reach: through miss,
+	// a long jump right behind the dispatch.
+	miss := g.b.newLabel("group_miss")
 	start := g.b.pos()
 	multi := len(p.classes) > 1
+	// The handle of the rule found goes to slotGroupHandle, where the
+	// action blocks' log statements read it. With several classes it is
+	// kept in slotEvent (free until a log statement runs) while the
+	// lookups use slotGroupBest.
+	handleSlot := int16(slotGroupHandle)
 	if multi {
 		g.b.emit(stImm64(asm.R10, slotGroupBest, -1))
+		if p.handles {
+			handleSlot = slotEvent
+			g.b.emit(stImm64(asm.R10, slotEvent, 0))
+		}
 	}
 	hasCounter := false
 	var maps []*GroupMap
 	for _, cl := range p.classes {
-		next := end
+		next := miss
 		if multi {
 			next = g.b.newLabel("group_class_end")
 		}
@@ -675,6 +658,12 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 			asm.LoadMem(asm.R1, asm.R0, 8, asm.Word),
 			asm.StoreMem(asm.R10, slotGroupAc, asm.R1, asm.DWord),
 		)
+		if p.handles {
+			g.b.emit(
+				asm.LoadMem(asm.R1, asm.R0, groupValueHandleOff, asm.DWord),
+				asm.StoreMem(asm.R10, handleSlot, asm.R1, asm.DWord),
+			)
+		}
 		if multi {
 			g.b.label(next)
 		}
@@ -682,8 +671,14 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 	if multi {
 		g.b.emit(
 			asm.LoadMem(asm.R0, asm.R10, slotGroupBest, asm.DWord),
-			asm.JEq.Imm(asm.R0, -1, end),
+			asm.JEq.Imm(asm.R0, -1, miss),
 		)
+		if p.handles {
+			g.b.emit(
+				asm.LoadMem(asm.R1, asm.R10, slotEvent, asm.DWord),
+				asm.StoreMem(asm.R10, slotGroupHandle, asm.R1, asm.DWord),
+			)
+		}
 	}
 	if hasCounter {
 		skip := g.b.newLabel("group_ctr_skip")
@@ -707,46 +702,29 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 		g.b.label(skip)
 	}
 	g.b.emit(asm.LoadMem(asm.R0, asm.R10, slotGroupAc, asm.DWord))
-	type target struct {
-		label string
-		v     *ir.Verdict
+	labels := make([]string, len(p.actions))
+	for i := range labels {
+		labels[i] = g.b.newLabel("group_act")
 	}
-	var targets []target
-	for _, v := range p.actions {
-		l := g.b.newLabel("group_act")
-		g.b.emit(asm.JEq.Imm(asm.R0, int32(p.action(v)), l))
-		targets = append(targets, target{l, v})
-	}
-	g.b.emit(asm.Ja.Label(end))
+	g.dispatch(labels, 0, len(labels), miss)
+	g.b.label(miss)
+	g.b.emit(asm.LongJump(end))
+	// The dispatch jumps to every block: a chain is not cut inside
+	// them (each cut would need an entry program per block behind it),
+	// only behind the group.
+	cuts := len(g.cuts)
+	defer func() { g.cuts = g.cuts[:cuts] }()
 	keys := 0
 	for _, gm := range maps {
 		keys += len(gm.Keys)
 	}
 	g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: rules[0].Handle,
-		Text: fmt.Sprintf("group of %d rules (handles %d…%d) in %d hash lookups (%d keys), like: %s",
-			len(rules), rules[0].Handle, rules[len(rules)-1].Handle, len(maps), keys, ir.FormatRule(g.t.Family, rules[0]))})
-	for _, t := range targets {
-		g.b.label(t.label)
-		switch t.v.Kind {
-		case ir.VerdictAccept:
-			g.b.emit(asm.LongJump(labelAccept))
-		case ir.VerdictDrop:
-			g.b.emit(asm.LongJump(labelDrop))
-		case ir.VerdictReturn:
-			g.b.emit(asm.LongJump(ret))
-		case ir.VerdictJump, ir.VerdictGoto:
-			target, err := g.callee(t.v, depth, active)
-			if err != nil {
-				return err
-			}
-			back := end
-			if t.v.Kind == ir.VerdictGoto {
-				back = ret
-			}
-			if err := g.chain(target, back, depth+1, active); err != nil {
-				return err
-			}
-			g.curChain = c.Name
+		Text: fmt.Sprintf("group of %d rules (handles %d…%d) in %d hash lookups (%d keys, %d actions), like: %s",
+			len(rules), rules[0].Handle, rules[len(rules)-1].Handle, len(maps), keys, len(p.actions), ir.FormatRule(g.t.Family, rules[0]))})
+	for i, a := range p.actions {
+		g.b.label(labels[i])
+		if err := g.actionBlock(c, p, a, end, ret, depth, active); err != nil {
+			return err
 		}
 	}
 	g.b.label(end)
@@ -798,7 +776,7 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 
 	// The map: one entry per distinct key, the first rule's.
 	rules := c.Rules[p.start:p.end]
-	gm := &GroupMap{Chain: c.Name}
+	gm := &GroupMap{Chain: c.Name, withHandle: p.handles}
 	index := map[string]bool{}
 	for _, idx := range cl.members {
 		gr, r := p.rules[idx], rules[idx]
@@ -813,7 +791,7 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 		}
 		index[string(k)] = true
 		gm.Keys = append(gm.Keys, k)
-		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr.verdict)})
+		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr), Handle: r.Handle})
 	}
 	g.groupLookup(gm, cl.keyLen, next)
 	return gm, nil
@@ -823,17 +801,21 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 // bytes, and emits its lookup with the key built at groupKeyOff: the
 // value is left in R0, a miss goes to next.
 func (g *gen) groupLookup(gm *GroupMap, keyLen int, next string) {
+	size := uint32(groupValueSize)
+	if gm.withHandle {
+		size = groupValueSizeHandle
+	}
 	h := sha256.New()
 	for i, k := range gm.Keys {
 		h.Write(k)
-		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }))
+		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }, size))
 	}
 	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
 	gm.Spec = &ebpf.MapSpec{
 		Name:       "nft_g_" + sanitize(gm.Chain),
 		Type:       ebpf.Hash,
 		KeySize:    uint32(keyLen),
-		ValueSize:  12,
+		ValueSize:  size,
 		MaxEntries: uint32(max(len(gm.Keys), 1)),
 	}
 	g.groups = append(g.groups, gm)

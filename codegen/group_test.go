@@ -112,7 +112,27 @@ func TestPlanGroups(t *testing.T) {
 			return rule(rng(th(0, 2), false, u16(1), u16(1023)), eq(th(2, 2), u16(uint16(i))), drop)
 		}), [][5]int{{0, 6, 1, 1, 1}}},
 		{"counter between matches", n(6, func(i int) *ir.Rule { return mid(uint16(i)) }), nil},
-		{"no verdict", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter) }), nil},
+		{"no verdict (accounting)", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter) }),
+			[][5]int{{0, 6, 1, 1, 1}}},
+		{"repeated key after a rule without verdict ends the run", []*ir.Rule{
+			udpPort(1, counter), udpPort(2, counter), udpPort(3, drop), udpPort(1, accept), udpPort(4, drop), udpPort(5, drop)},
+			[][5]int{{0, 3, 1, 1, 1}, {3, 6, 1, 1, 1}}},
+		{"a rule without verdict ends classes", cat(
+			n(4, func(i int) *ir.Rule { return udpPort(uint16(i), drop) }),
+			n(4, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) }),
+			[]*ir.Rule{udpPort(100, counter)},
+			n(4, func(i int) *ir.Rule { return saddrPort(byte(i), 22, drop) })),
+			[][5]int{{0, 8, 2, 1, 1}, {9, 13, 1, 1, 3}}},
+		{"log and mark statements", n(6, func(i int) *ir.Rule {
+			return udpPort(uint16(i), counter, &ir.Log{Prefix: fmt.Sprint(i % 2)}, &ir.MetaSet{Key: ir.MetaMark, Value: u32le(1)}, drop)
+		}), [][5]int{{0, 6, 1, 1, 1}}},
+		{"reject", n(6, func(i int) *ir.Rule {
+			return udpPort(uint16(i), counter, &ir.Reject{Type: ir.RejectICMPUnreach, Code: 3})
+		}),
+			[][5]int{{0, 6, 1, 1, 1}}},
+		{"limit stays straight-line", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), &ir.Limit{Rate: 1, Unit: 1}, drop) }), nil},
+		{"two counters stay straight-line", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter, counter, drop) }), nil},
+		{"statement after the verdict", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), drop, counter) }), nil},
 		{"same values everywhere", n(6, func(int) *ir.Rule { return udpPort(7, drop) }), nil},
 		{"prefix as key", n(6, func(i int) *ir.Rule { return dnet(byte(4*i), drop) }), [][5]int{{0, 6, 1, 1, 1}}},
 	}

@@ -53,7 +53,9 @@ import (
 //
 // Jumps keep the equality groups' rule: a run with a jump has one class,
 // and a key whose first rule jumps is held by no other rule of the run,
-// so that a rule that matched and jumped resumes behind the run.
+// so that a rule that matched and jumped resumes behind the run. Rules
+// that go on after they matched in other ways (no verdict, continue: a
+// counter or log of their own) are treated alike ("jump" below).
 
 // maskColKey identifies a field as loaded, without transforms.
 type maskColKey struct {
@@ -390,7 +392,7 @@ func matchSig(m *ir.Match) string {
 
 // rewrite returns gr as entries, or nil if it cannot join a masked group.
 func (t *maskTable) rewrite(gr groupRule) *maskRule {
-	mr := &maskRule{jump: gr.verdict.Kind == ir.VerdictJump}
+	mr := &maskRule{jump: gr.resumes()}
 	per := map[int][]colConstraint{}
 	var sigs []string
 	for _, m := range gr.matches {
@@ -502,6 +504,7 @@ func (t *maskTable) planMaskRun(parsed []parsedRule, start, limit int) *groupPla
 	actions := map[string]bool{}
 	sigs := map[string]bool{}
 	hasJump := false
+	code := 0                     // estimated instructions of the action blocks
 	jumpKeys := map[string]bool{} // class+key whose first rule jumps
 	end, end8, entries := start, start, 0
 	var runRules []groupRule
@@ -546,8 +549,8 @@ func (t *maskTable) planMaskRun(parsed []parsedRule, start, limit int) *groupPla
 		if jumpy && len(order)+len(newMasks) > 1 {
 			break
 		}
-		ak := actionKey(gr.verdict)
-		if !actions[ak] && len(actions) == maxGroupActions {
+		ak := gr.actionKey()
+		if !actions[ak] && (len(actions) == maxGroupActions || code+parsed[j].cost > maxGroupActionInsns) {
 			break
 		}
 		if entries+added > maxGroupEntries {
@@ -586,6 +589,9 @@ func (t *maskTable) planMaskRun(parsed []parsedRule, start, limit int) *groupPla
 		}
 		entries += added
 		sigs[sig] = true
+		if !actions[ak] {
+			code += parsed[j].cost
+		}
 		actions[ak] = true
 		hasJump = hasJump || mr.jump
 		runRules = append(runRules, gr)
@@ -647,13 +653,7 @@ func (t *maskTable) planMaskRun(parsed []parsedRule, start, limit int) *groupPla
 		sort.Ints(cl.members)
 		p.classes = append(p.classes, cl)
 	}
-	seenAct := map[string]bool{}
-	for _, gr := range p.rules {
-		if ak := actionKey(gr.verdict); !seenAct[ak] {
-			seenAct[ak] = true
-			p.actions = append(p.actions, gr.verdict)
-		}
-	}
+	p.planActions()
 	return p
 }
 

@@ -96,7 +96,11 @@ func (g *gen) log(r *ir.Rule, l *ir.Log) error {
 		asm.LoadMem(asm.R1, asm.R10, slotProto, asm.DWord),
 		asm.StoreMem(asm.R0, EvProto, asm.R1, asm.Half),
 	)
-	g.loadConst(asm.R1, r.Handle)
+	if g.groupHandle {
+		g.b.emit(asm.LoadMem(asm.R1, asm.R10, slotGroupHandle, asm.DWord))
+	} else {
+		g.loadConst(asm.R1, r.Handle)
+	}
 	g.b.emit(asm.StoreMem(asm.R0, EvHandle, asm.R1, asm.DWord))
 	var prefix [LogPrefixLen]byte
 	copy(prefix[:LogPrefixLen-1], l.Prefix)
