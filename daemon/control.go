@@ -170,6 +170,12 @@ func (s *Server) control(cn *conn, req netlink.Message) ([][]byte, error) {
 			return nil, err
 		}
 		doc = info
+	case ControlEditRule:
+		res, err := s.editRule(cn, req)
+		if err != nil {
+			return nil, err
+		}
+		doc = res
 	case ControlListNamespaces:
 		if len(path) != 1 || cn.peer.CapEff&(1<<unix.CAP_NET_ADMIN) == 0 {
 			s.logf("audit: denied: pid=%d uid=%d userns=%d op=list-namespaces: host only", cn.peer.PID, cn.peer.UID, cn.peer.User.Inode())

@@ -116,6 +116,13 @@ type Server struct {
 	nft  string
 	logf func(format string, args ...any)
 
+	// decoded holds the decoded running ruleset of each namespace for
+	// rule edits (see edit.go).
+	decoded decodedCache
+	// compiled serves the compiled programs of unchanged base chains
+	// across loads.
+	compiled *pipeline.CompileCache
+
 	mu    sync.Mutex
 	locks map[uint64]*nsLock // per target network namespace
 	conns map[*net.UnixConn]struct{}
@@ -123,6 +130,10 @@ type Server struct {
 	done  chan struct{}
 	once  sync.Once
 }
+
+// compileCacheSize bounds the programs the daemon keeps compiled: a few
+// base chains per namespace for a few dozen namespaces.
+const compileCacheSize = 256
 
 type nsLock struct {
 	mu   sync.Mutex
@@ -149,7 +160,7 @@ func Listen(cfg Config) (*Server, error) {
 	if nft == "" {
 		nft = "nft"
 	}
-	s := &Server{cfg: cfg, reg: NewRegistry(cfg.Limits), nft: nft, logf: cfg.Log.Printf,
+	s := &Server{cfg: cfg, reg: NewRegistry(cfg.Limits), nft: nft, logf: cfg.Log.Printf, compiled: pipeline.NewCompileCache(compileCacheSize),
 		locks: map[uint64]*nsLock{}, conns: map[*net.UnixConn]struct{}{}, done: make(chan struct{})}
 	w, err := newWatcher()
 	if err != nil {
@@ -594,11 +605,18 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		s.logf("pid %d: netns %d: ruleset flushed", cn.peer.PID, t.ns.Inode())
 		return nil
 	}
-	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: t.ns, NetdevBackend: s.cfg.NetdevBackend})
+	return s.applyDecoded(cn, t, st, rs, sess.timeouts)
+}
+
+// applyDecoded translates decoded nf_tables objects and applies them to
+// the target; keep, when not nil, keeps element deadlines of sets with
+// timeouts. The caller holds the namespace's and the state's locks.
+func (s *Server) applyDecoded(cn *conn, t *target, st *state.Dir, rs *nlmsg.Ruleset, keep *settimeouts.Sync) error {
+	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: t.ns, NetdevBackend: s.cfg.NetdevBackend, Cache: s.compiled})
 	if err != nil {
 		return &requestError{errno: unix.EOPNOTSUPP, msg: err.Error()}
 	}
-	sess.timeouts.Keep(res.Ruleset)
+	keep.Keep(res.Ruleset)
 	if err := res.Err(); err != nil {
 		return &refusal{rule: firstRefused(res), msg: "nothing applied; these rules cannot be translated exactly: " + err.Error()}
 	}
@@ -606,9 +624,12 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 		s.logf("audit: refused: pid=%d uid=%d netns=%d: %v", cn.peer.PID, cn.peer.UID, t.ns.Inode(), err)
 		return err
 	}
-	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true}); err != nil {
+	var stored string
+	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true, Stored: &stored}); err != nil {
+		s.decoded.drop(t.ns.Inode())
 		return err
 	}
+	s.decoded.save(st, t.ns.Inode(), stored, rs, s.logf)
 	snap, err := loader.Load(st)
 	if err != nil {
 		return err

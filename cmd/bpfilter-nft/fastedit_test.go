@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bpfilter-nft/bpfilter-nft/codegen"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/fastedit"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/oracle"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
@@ -16,23 +17,26 @@ import (
 )
 
 // TestFastRuleEdits runs the same rule edits (insert, replace, add at a
-// position, delete; rules with anonymous sets) in two namespaces, each the
-// receiver of an oracle pair: one edited through the decoded-ruleset cache
-// (nft parses only the new rule), the other with the cache removed before
-// every edit, so that nft parses the whole running ruleset as before. After
-// every edit both give the same listing — rules, handles and counters (the
-// same frames went through both: unchanged rules keep counting, replaced
-// ones start again) — and the expected verdicts.
+// position, delete; rules with anonymous sets) in three namespaces, each
+// the receiver of an oracle pair: one edited by the CLI through the
+// decoded-ruleset cache (nft parses only the new rule), one through a
+// daemon (which keeps the decoded ruleset itself), and one by the CLI with
+// the cache removed before every edit, so that nft parses the whole
+// running ruleset as before. After every edit all three give the same
+// listing — rules, handles and counters (the same frames went through
+// each: unchanged rules keep counting, replaced ones start again) — and
+// the expected verdicts.
 func TestFastRuleEdits(t *testing.T) {
 	privtest.Require(t)
 	type side struct {
 		o     *oracle.Oracle
 		cli   func(args ...string) (string, string, int)
 		state string // the state directory's path
+		name  string
 		fast  bool
 	}
 	var sides []*side
-	for _, fast := range []bool{true, false} {
+	for i, name := range []string{"CLI through the cache", "daemon", "CLI by full parse"} {
 		o, err := oracle.New(oracle.Config{Hook: ir.HookIngress})
 		if err != nil {
 			t.Fatal(err)
@@ -42,6 +46,14 @@ func TestFastRuleEdits(t *testing.T) {
 			t.Fatal(err)
 		}
 		cli, root := receiverCLIRoot(t, o)
+		if name == "daemon" {
+			var sock string
+			sock, root = startDaemon(t, codegen.TC)
+			nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd())
+			cli = func(args ...string) (string, string, int) {
+				return runCLI(append([]string{"--socket", sock, "--netns", nsPath}, args...)...)
+			}
+		}
 		ns, err := nsctx.OpenNetNS(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), o.ReceiverNetNS().Fd()))
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +63,7 @@ func TestFastRuleEdits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sides = append(sides, &side{o: o, cli: cli, state: st.Path(), fast: fast})
+		sides = append(sides, &side{o: o, cli: cli, state: st.Path(), name: name, fast: i < 2})
 	}
 	run := func(s *side, args ...string) string {
 		t.Helper()
@@ -97,7 +109,7 @@ table netdev f {
 				r = oracle.Dropped // tcx drops before the netdev hook the oracle watches
 			}
 			if r != want {
-				t.Errorf("fast=%v: udp dport %d: %s, want %s", s.fast, port, r, want)
+				t.Errorf("%s: udp dport %d: %s, want %s", s.name, port, r, want)
 			}
 		}
 	}
@@ -139,7 +151,7 @@ table netdev f {
 		for _, s := range sides {
 			path := s.state + "/" + fastedit.CacheName
 			if _, err := os.Stat(path); err != nil {
-				t.Fatalf("step %d: fast=%v: no decoded-ruleset cache before the edit: %v", step, s.fast, err)
+				t.Fatalf("step %d: %s: no decoded-ruleset cache before the edit: %v", step, s.name, err)
 			}
 			if !s.fast {
 				if err := os.Remove(path); err != nil {
@@ -151,9 +163,11 @@ table netdev f {
 		for p, want := range e.sends {
 			send(p, want)
 		}
-		fast, slow := run(sides[0], "-a", "list", "ruleset"), run(sides[1], "-a", "list", "ruleset")
-		if fast != slow {
-			t.Errorf("step %d (%s): listings differ:\n--- through the cache\n%s--- by full parse\n%s", step, strings.Join(args, " "), fast, slow)
+		fast := run(sides[0], "-a", "list", "ruleset")
+		for _, s := range sides[1:] {
+			if other := run(s, "-a", "list", "ruleset"); other != fast {
+				t.Errorf("step %d (%s): listings differ:\n--- %s\n%s--- %s\n%s", step, strings.Join(args, " "), sides[0].name, fast, s.name, other)
+			}
 		}
 		if step == 1 && !strings.Contains(fast, "udp dport 13 counter packets 1 bytes 28 drop") {
 			t.Errorf("the inserted rule's counter was not kept:\n%s", fast)
@@ -161,20 +175,22 @@ table netdev f {
 	}
 	// Refused edits (a table of another family, a handle no rule has)
 	// report nft's error and change nothing.
-	before := run(sides[0], "-a", "list", "ruleset")
-	for _, args := range [][]string{
-		{"add", "rule", "f", "more", "udp", "sport", "4002", "drop"},
-		{"delete", "rule", "netdev", "f", "ing", "handle", "999"},
-		{"replace", "rule", "netdev", "f", "ing", "handle", "999", "drop"},
-		{"add", "rule", "netdev", "f", "ing", "udp", "dport", "@nosuchset", "drop"},
-	} {
-		_, errOut, code := sides[0].cli(args...)
-		if code != 1 || !strings.Contains(errOut, "nft exited with status 1") {
-			t.Errorf("%v: exit %d, stderr %q; want nft's refusal", args, code, errOut)
+	for _, s := range sides[:2] {
+		before := run(s, "-a", "list", "ruleset")
+		for _, args := range [][]string{
+			{"add", "rule", "f", "more", "udp", "sport", "4002", "drop"},
+			{"delete", "rule", "netdev", "f", "ing", "handle", "999"},
+			{"replace", "rule", "netdev", "f", "ing", "handle", "999", "drop"},
+			{"add", "rule", "netdev", "f", "ing", "udp", "dport", "@nosuchset", "drop"},
+		} {
+			_, errOut, code := s.cli(args...)
+			if code != 1 || !strings.Contains(errOut, "Error:") {
+				t.Errorf("%s: %v: exit %d, stderr %q; want nft's refusal", s.name, args, code, errOut)
+			}
 		}
-	}
-	if after := run(sides[0], "-a", "list", "ruleset"); after != before {
-		t.Errorf("a refused edit changed the ruleset:\n%s\n---\n%s", before, after)
+		if after := run(s, "-a", "list", "ruleset"); after != before {
+			t.Errorf("%s: a refused edit changed the ruleset:\n%s\n---\n%s", s.name, before, after)
+		}
 	}
 	final := run(sides[0], "list", "ruleset")
 	for _, want := range []string{

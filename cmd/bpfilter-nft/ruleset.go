@@ -414,7 +414,7 @@ func runEdit(verb string) func(stdout, stderr io.Writer, args []string) error {
 		if edit, ok := fastedit.ParseCommand(verb, args); ok {
 			return withRuleset(globals,
 				func(t *target) error { return t.editRule(stdout, globals, "<cmdline>", cmd, edit) },
-				func(d *daemonTarget) error { return d.change(stdout, globals, "<cmdline>", cmd) })
+				func(d *daemonTarget) error { return d.editRule(stdout, globals, verb, args, cmd) })
 		}
 		if ref, ok := elementCommand(verb, args); ok {
 			return withRuleset(globals,

@@ -152,6 +152,23 @@ func (d *daemonTarget) change(stdout io.Writer, g rulesetFlags, name, change str
 	})
 }
 
+// editRule applies one rule edit (add, insert, replace or delete rule):
+// the daemon applies it by itself through the decoded running ruleset it
+// keeps (nft parses only the new rule); where it cannot (EAGAIN), or in
+// check mode, the change is computed here and sent as a batch.
+func (d *daemonTarget) editRule(stdout io.Writer, g rulesetFlags, verb string, args []string, change string) error {
+	if !g.check {
+		err := client.EditRule(d.conn, verb, args)
+		if !errors.Is(err, unix.EAGAIN) {
+			if err != nil {
+				return fmt.Errorf("bpfilter-nft daemon at %s: %w", d.path, err)
+			}
+			return nil
+		}
+	}
+	return d.change(stdout, g, "<cmdline>", change)
+}
+
 // replace applies input that starts with "flush ruleset" without parsing
 // the running ruleset again.
 func (d *daemonTarget) replace(stdout io.Writer, g rulesetFlags, name, input string) error {

@@ -102,7 +102,10 @@ func targets(t *ir.Table, c *ir.Chain, opts Options) ([]chosenTarget, error) {
 // compileChain compiles base chain c for each of its targets. A rule the
 // code generator refuses is recorded in refused and left out, and the
 // chain is compiled again, so that every refusal is found.
-func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string) ([]*ChainProgram, error) {
+// With opts.Cache, a chain compiled before from the same inputs (and
+// without refusals) is served from the cache. texts memoises the tables'
+// texts that cache keys hash.
+func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string, texts map[*ir.Table]string) ([]*ChainProgram, error) {
 	targets, err := targets(t, c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
@@ -113,9 +116,23 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 		for k := range refused {
 			skip[k] = true
 		}
+		cgOpts := codegen.Options{Linear: opts.Linear}
+		var key [32]byte
+		cached := opts.Cache != nil && len(skip) == 0
+		if cached {
+			text, err := tableText(t, texts)
+			if err != nil {
+				return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
+			}
+			key = cacheKey(text, t, c, tgt.Target, cgOpts)
+			if prog := opts.Cache.get(key, t); prog != nil {
+				out = append(out, &ChainProgram{Table: t, Chain: c, Target: tgt.Target, Backend: tgt.backend, Program: prog})
+				continue
+			}
+		}
 		for {
 			view := withoutRules(t, skip)
-			prog, err := codegen.CompileWith(view, view.Chain(c.Name), tgt.Target, codegen.Options{Linear: opts.Linear})
+			prog, err := codegen.CompileWith(view, view.Chain(c.Name), tgt.Target, cgOpts)
 			var ue *codegen.UnsupportedError
 			if errors.As(err, &ue) && ue.Handle != 0 {
 				k := ruleKey{t.Family, t.Name, ue.Chain, ue.Handle}
@@ -131,6 +148,9 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 			}
 			if err != nil {
 				return nil, fmt.Errorf("table %s %s, chain %s (%s): %w", t.Family, t.Name, c.Name, tgt.Type, err)
+			}
+			if cached && len(skip) == 0 {
+				opts.Cache.put(key, prog)
 			}
 			out = append(out, &ChainProgram{Table: t, Chain: c, Target: tgt.Target, Backend: tgt.backend, Program: prog})
 			break

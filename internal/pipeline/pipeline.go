@@ -35,6 +35,9 @@ type Options struct {
 	// Linear compiles every rule as straight-line code, without rule
 	// groups (codegen.Options.Linear), for tests and measurements.
 	Linear bool
+	// Cache, when not nil, serves the programs of base chains whose
+	// inputs are unchanged since they were compiled (see CompileCache).
+	Cache *CompileCache
 }
 
 // Status is the outcome for one rule.
@@ -141,12 +144,13 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 	}
 	refused := map[ruleKey]string{}
 	reached := map[ruleKey]bool{}
+	tableTexts := map[*ir.Table]string{}
 	for _, t := range lifted.Ruleset.Tables {
 		for _, c := range t.Chains {
 			if c.Base == nil {
 				continue
 			}
-			progs, err := compileChain(t, c, opts, refused)
+			progs, err := compileChain(t, c, opts, refused, tableTexts)
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,185 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter-nft/bpfilter-nft/internal/fastedit"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
+)
+
+// ControlEditRule applies one rule edit of the nft command line (add,
+// insert, replace or delete rule) to the stored ruleset of the
+// requester's network namespace (or the one it passed) through the
+// decoded running ruleset the daemon keeps (package fastedit): nft parses
+// only the new rule. The request's ControlAttrJSON is an EditRequest; the
+// reply's document is {} when the edit was applied. A request the fast
+// path cannot serve (no decoded ruleset, a chain or handle it does not
+// know, nft refusing the rule) is answered with EAGAIN and changes
+// nothing: the client then sends the change as a batch, whose errors are
+// nft's. Translation refusals are EOPNOTSUPP, as for batches.
+const ControlEditRule = 4
+
+// EditRequest is the document of a ControlEditRule request: the command's
+// verb and its arguments as the shell split them.
+type EditRequest struct {
+	Verb string   `json:"verb"`
+	Args []string `json:"args"`
+}
+
+// decodedCache holds the canonical decoded running ruleset of each
+// namespace the daemon changed, next to the copy in its state directory,
+// so that an edit needs no decoding.
+type decodedCache struct {
+	mu sync.Mutex
+	m  map[uint64]decodedEntry
+}
+
+type decodedEntry struct {
+	text string
+	rs   *nlmsg.Ruleset
+}
+
+// get returns the decoded form of text for namespace ino, from memory or
+// from st.
+func (c *decodedCache) get(st *state.Dir, ino uint64, text string) (*nlmsg.Ruleset, error) {
+	c.mu.Lock()
+	e, ok := c.m[ino]
+	c.mu.Unlock()
+	if ok && e.text == text {
+		return e.rs, nil
+	}
+	rs, err := fastedit.Load(st, text)
+	if err != nil {
+		return nil, err
+	}
+	c.put(ino, text, rs)
+	return rs, nil
+}
+
+func (c *decodedCache) put(ino uint64, text string, rs *nlmsg.Ruleset) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64]decodedEntry{}
+	}
+	c.m[ino] = decodedEntry{text, rs}
+}
+
+func (c *decodedCache) drop(ino uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, ino)
+}
+
+// save records rs, the decoded form of the ruleset text just stored for
+// namespace ino, in memory and in st. Rulesets with element timeouts are
+// not kept (their elements change in the maps). Failing to write the
+// cache costs only speed: it is logged.
+func (c *decodedCache) save(st *state.Dir, ino uint64, text string, rs *nlmsg.Ruleset, logf func(string, ...any)) {
+	if settimeouts.Mentioned(text) {
+		c.drop(ino)
+		if err := fastedit.Drop(st); err != nil {
+			logf("netns %d: %v", ino, err)
+		}
+		return
+	}
+	crs, err := fastedit.Canonical(rs)
+	if err != nil {
+		c.drop(ino)
+		if err := fastedit.Drop(st); err != nil {
+			logf("netns %d: %v", ino, err)
+		}
+		return
+	}
+	c.put(ino, text, crs)
+	if err := st.WriteBlob(fastedit.CacheName, fastedit.Marshal(text, crs)); err != nil {
+		logf("netns %d: decoded ruleset cache: %v", ino, err)
+	}
+}
+
+// editRule serves ControlEditRule.
+func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
+	var er EditRequest
+	if err := decodeControlJSON(req, &er); err != nil {
+		return nil, &requestError{errno: unix.EINVAL, msg: err.Error()}
+	}
+	cmd, ok := fastedit.ParseCommand(er.Verb, er.Args)
+	if !ok {
+		return nil, &requestError{errno: unix.EAGAIN, msg: "not a rule edit the daemon applies by itself; send a batch"}
+	}
+	t, err := s.authorise(cn, "change")
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.lockNS(t.ns.Inode())
+	defer unlock()
+	st, err := state.Open(t.ns, state.Options{Root: s.cfg.StateRoot})
+	if err != nil {
+		return nil, err
+	}
+	unlockState, err := st.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlockState()
+	man, err := st.ReadManifest(state.StateName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &requestError{errno: unix.EAGAIN, msg: "no ruleset stored"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st.Exists(state.NextName) || settimeouts.Mentioned(man.Ruleset) {
+		return nil, &requestError{errno: unix.EAGAIN, msg: "the stored ruleset needs a full parse"}
+	}
+	cur, err := s.decoded.get(st, t.ns.Inode(), man.Ruleset)
+	if err != nil {
+		return nil, &requestError{errno: unix.EAGAIN, msg: err.Error()}
+	}
+	next, err := fastedit.Apply(cur, cmd, func(skeleton, command string) (*nlmsg.Ruleset, error) {
+		return nftfile.ParseSteps("<cmdline>", nftfile.Options{TargetNetNS: t.ns.File(), Nft: s.nft}, skeleton, command)
+	})
+	if err != nil {
+		return nil, &requestError{errno: unix.EAGAIN, msg: fmt.Sprintf("edit not applied by the daemon: %v", err)}
+	}
+	if err := s.applyDecoded(cn, t, st, next, nil); err != nil {
+		var rf *refusal
+		if errors.As(err, &rf) {
+			return nil, &requestError{errno: unix.EOPNOTSUPP, msg: rf.msg}
+		}
+		return nil, err
+	}
+	s.logf("pid %d: netns %d: %s", cn.peer.PID, t.ns.Inode(), cmd)
+	return struct{}{}, nil
+}
+
+// decodeControlJSON decodes the ControlAttrJSON document of a control
+// request into v.
+func decodeControlJSON(req netlink.Message, v any) error {
+	if len(req.Data) < 4 {
+		return errors.New("control request without an nfgenmsg")
+	}
+	ad, err := netlink.NewAttributeDecoder(req.Data[4:])
+	if err != nil {
+		return err
+	}
+	for ad.Next() {
+		if ad.Type() == ControlAttrJSON {
+			return json.Unmarshal(ad.Bytes(), v)
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return err
+	}
+	return errors.New("control request without a document")
+}
