@@ -179,7 +179,6 @@ func copyMapSpec(m *ebpf.MapSpec) *ebpf.MapSpec {
 	return m.Copy()
 }
 
-
 func tableSet(t *ir.Table, name string) *ir.Set {
 	for _, s := range t.Sets {
 		if s.Name == name {
