@@ -14,6 +14,7 @@ import (
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/netnstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/packet"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
 )
 
 // The tests in this file run connection tracking rules end to end: B of a
@@ -175,7 +176,9 @@ func echoServer(t *testing.T, ns *netnstest.NS, v6, udp bool, port int) {
 			if err != nil {
 				continue
 			}
-			unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 500000})
+			// Every client closes its end; the timeout only bounds a
+			// client that died.
+			unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
 			buf := make([]byte, 4096)
 			for {
 				n, err := readEINTR(c, buf)
@@ -191,13 +194,34 @@ func echoServer(t *testing.T, ns *netnstest.NS, v6, udp bool, port int) {
 	}()
 }
 
+// Answers to a flow that should work are waited for up to ctWorks: on a
+// loaded machine an answer can take long (a flow that works never waits
+// that long). A flow that should not work waits ctFails for an answer
+// that will not come — shorter than TCP's initial retransmission timeout
+// (1 s), so that no retransmitted SYN follows it. (An answer that wrongly
+// comes late still shows in the counters, which are compared too.)
+const (
+	ctWorks = 5 * time.Second
+	ctFails = 300 * time.Millisecond
+)
+
+// timeval converts d for SO_RCVTIMEO and SO_SNDTIMEO.
+func timeval(d time.Duration) *unix.Timeval {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	return &tv
+}
+
 // ctExchange runs one flow and reports whether it worked: a TCP
 // connection that carries 3000 bytes there and back, or a datagram that
 // reaches its destination (UDP to B) or is answered (UDP from B).
 func ctExchange(t *testing.T, from *netnstest.NS, to netip.Addr, f ctFlow) bool {
 	t.Helper()
+	wait := ctFails
+	if f.works {
+		wait = ctWorks
+	}
 	if f.icmp {
-		return ping(t, from, to)
+		return ping(t, from, to, wait)
 	}
 	typ := unix.SOCK_STREAM
 	if f.udp {
@@ -207,13 +231,13 @@ func ctExchange(t *testing.T, from *netnstest.NS, to netip.Addr, f ctFlow) bool 
 	// Closed at once: a connection attempt left open would retransmit
 	// its SYN while the twin runs, and count there.
 	defer unix.Close(fd)
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 300000})
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 300000})
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, timeval(wait))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, timeval(wait))
 	msg := []byte(strings.Repeat("bpfilter-nft conntrack ", 130))[:3000]
 	if f.udp {
 		msg = msg[:100]
 	}
-	if err := connectEINTR(fd, sockaddr(to, f.port)); err != nil {
+	if err := connectEINTR(fd, sockaddr(to, f.port), wait); err != nil {
 		// A SYN without answer: connect gives up after SO_SNDTIMEO.
 		if errors.Is(err, unix.EINPROGRESS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ETIMEDOUT) {
 			return false
@@ -236,8 +260,8 @@ func ctExchange(t *testing.T, from *netnstest.NS, to netip.Addr, f ctFlow) bool 
 }
 
 // ping sends an ICMP or ICMPv6 echo request from ns to addr and reports
-// whether the echo reply arrives.
-func ping(t *testing.T, ns *netnstest.NS, to netip.Addr) bool {
+// whether the echo reply arrives within wait.
+func ping(t *testing.T, ns *netnstest.NS, to netip.Addr, wait time.Duration) bool {
 	t.Helper()
 	proto, req, rep := unix.IPPROTO_ICMP, uint8(8), uint8(0)
 	var msg []byte
@@ -249,7 +273,7 @@ func ping(t *testing.T, ns *netnstest.NS, to netip.Addr) bool {
 	}
 	fd := openIn(t, ns, domainOf(to.Is6()), unix.SOCK_RAW, proto)
 	defer unix.Close(fd)
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 300000})
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, timeval(wait))
 	if err := unix.Sendto(fd, msg, 0, sockaddr(to, 0)); err != nil {
 		t.Fatalf("ping %s: %v", to, err)
 	}
@@ -299,10 +323,12 @@ func tcpSeqs(fd int) (snd, rcv uint32, err error) {
 func injectInvalid(t *testing.T, a *netnstest.NS, v6 bool) int {
 	t.Helper()
 	src, dst := ctAddr(v6, false), ctAddr(v6, true)
-	// The established connection, kept open during the injection.
-	conn := socketIn(t, a, domainOf(v6), unix.SOCK_STREAM, 0)
-	unix.SetsockoptTimeval(conn, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 1})
-	if err := connectEINTR(conn, sockaddr(dst, 22)); err != nil {
+	// The established connection, kept open during the injection and
+	// closed after it (its closing handshake then runs like the flows').
+	conn := openIn(t, a, domainOf(v6), unix.SOCK_STREAM, 0)
+	defer unix.Close(conn)
+	unix.SetsockoptTimeval(conn, unix.SOL_SOCKET, unix.SO_SNDTIMEO, timeval(ctWorks))
+	if err := connectEINTR(conn, sockaddr(dst, 22), ctWorks); err != nil {
 		t.Fatalf("connect to B's port 22: %v", err)
 	}
 	local, err := unix.Getsockname(conn)
@@ -320,7 +346,7 @@ func injectInvalid(t *testing.T, a *netnstest.NS, v6 bool) int {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 16)
-	unix.SetsockoptTimeval(conn, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
+	unix.SetsockoptTimeval(conn, unix.SOL_SOCKET, unix.SO_RCVTIMEO, timeval(ctWorks))
 	if n, err := readEINTR(conn, buf); err != nil || n != 5 {
 		t.Fatalf("echo over B's port 22: %d bytes, %v", n, err)
 	}
@@ -350,7 +376,6 @@ func injectInvalid(t *testing.T, a *netnstest.NS, v6 bool) int {
 			t.Fatalf("inject: %v", err)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
 	return len(segs)
 }
 
@@ -389,6 +414,28 @@ func (c ctTwin) run(t *testing.T) {
 			echoServer(t, tp.b, v6, false, 22)
 			echoServer(t, tp.b, v6, false, 80)
 			echoServer(t, tp.b, v6, true, 53)
+		}
+		// Without delayed ACKs, what A and B send does not depend on
+		// how fast their programs run: a delayed ACK of a FIN is merged
+		// with the application's own FIN if it closes within the
+		// delayed-ACK timeout (40 ms) and sent alone otherwise, so a
+		// peer scheduled late on a loaded machine sent one packet more
+		// in one twin than in the other. The higher minimum
+		// retransmission timeout keeps late ACKs from causing
+		// retransmissions (200 ms is the default on a veth's RTT).
+		for _, r := range []struct {
+			ns    *netnstest.NS
+			route []string
+		}{
+			{tp.a, []string{"198.51.100.0/24", "via", "192.0.2.2"}},
+			{tp.a, []string{"2001:db8:b::/64", "via", "2001:db8:a::2"}},
+			{tp.b, []string{"192.0.2.0/24", "via", "198.51.100.2"}},
+			{tp.b, []string{"2001:db8:a::/64", "via", "2001:db8:b::2"}},
+		} {
+			args := append(append([]string{"route", "change"}, r.route...), "quickack", "1", "rto_min", "2s")
+			if _, err := r.ns.Run("", "ip", args...); err != nil {
+				t.Fatal(err)
+			}
 		}
 		// B finds its router's IPv6 address by neighbour discovery:
 		// the advertisement must pass B's input chain.
@@ -436,7 +483,7 @@ func (c ctTwin) run(t *testing.T) {
 		}
 	}
 	// Let the connections close in both.
-	time.Sleep(1500 * time.Millisecond)
+	settleTwins(t, twins, st, c.where(kern))
 	for i, f := range c.flows {
 		b, k := outcome[bpf][i], outcome[kern][i]
 		switch {
@@ -480,6 +527,57 @@ func (c ctTwin) run(t *testing.T) {
 	if out, err := c.where(bpf).Run("", "nft", "list", "tables"); err != nil || strings.Contains(out, ConntrackTable) {
 		t.Errorf("after flush: nft list tables: %q, %v", out, err)
 	}
+}
+
+// settleTwins waits, up to 20 s, until what the flows started has ended
+// in both twins: every TCP socket of A and B listens or is closed or in
+// TIME-WAIT (the closing handshakes are done), and the BPF counters (of
+// st) equal nft's (in kern: packets still queued somewhere, a dropped
+// datagram say, are counted). A fixed sleep was not enough under load.
+func settleTwins(t *testing.T, twins []*topo, st *state.Dir, kern *netnstest.NS) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		open := openTCP(t, twins)
+		got, _ := bpfCounters(t, st)
+		want := nftCounters(t, kern)
+		if len(open) == 0 && fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			// The comparisons that follow report what differs.
+			t.Logf("twins still busy after 20 s: TCP sockets %q", open)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openTCP returns the TCP sockets of the twins' A and B that are neither
+// listening nor closed nor in TIME-WAIT, as ss prints them.
+func openTCP(t *testing.T, twins []*topo) []string {
+	t.Helper()
+	var open []string
+	for _, tp := range twins {
+		for _, ns := range []*netnstest.NS{tp.a, tp.b} {
+			out, err := ns.Run("", "ss", "-Htan")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(line)
+				if len(f) == 0 {
+					continue
+				}
+				switch f[0] {
+				case "LISTEN", "TIME-WAIT", "UNCONN", "CLOSED":
+				default:
+					open = append(open, line)
+				}
+			}
+		}
+	}
+	return open
 }
 
 // TestConntrackTwin runs the workstation-style ruleset at B's input hook,
@@ -574,14 +672,14 @@ func writeEINTR(fd int, b []byte) (int, error) {
 	}
 }
 
-func connectEINTR(fd int, sa unix.Sockaddr) error {
+func connectEINTR(fd int, sa unix.Sockaddr, wait time.Duration) error {
 	err := unix.Connect(fd, sa)
 	if err != unix.EINTR {
 		return err
 	}
 	// The connection attempt goes on: wait for its outcome.
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	deadline := time.Now().Add(300 * time.Millisecond)
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
 		if err == unix.EINTR {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
 	"github.com/bpfilter-nft/bpfilter-nft/state"
@@ -31,6 +32,11 @@ func TestDetachedOnReturn(t *testing.T) {
 				{"Flush", Flush},
 				{"Apply without the chain", func(st *state.Dir) error { return Apply(ns, st, empty, Options{}) }},
 			} {
+				// Each datagram must have arrived before the next round
+				// attaches the dropping chain again: sent right after
+				// undo returned, it may still be on its way through A
+				// and R (softirqs run late under load), and the next
+				// Apply would drop it at B.
 				for i := 0; i < rounds; i++ {
 					st, err := state.Open(ns, state.Options{Root: root})
 					if err != nil {
@@ -43,9 +49,12 @@ func TestDetachedOnReturn(t *testing.T) {
 						t.Fatalf("%s: %v", step.name, err)
 					}
 					snd.send(9, 1)
+					if got := rc.await(9, i+1, 5*time.Second); got != i+1 {
+						t.Fatalf("%s: round %d: %d of %d datagrams sent right after it returned arrived", step.name, i, got, i+1)
+					}
 				}
 				if got := rc.settle(); got[9] != rounds {
-					t.Errorf("%s: %d of %d datagrams sent right after it returned arrived", step.name, got[9], rounds)
+					t.Errorf("%s: %d datagrams arrived, %d were sent", step.name, got[9], rounds)
 				}
 				rc.reset()
 			}

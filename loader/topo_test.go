@@ -299,6 +299,21 @@ func (rc *receiver) settleAll() (counts map[int]int, seqs map[uint32]int) {
 	return counts, seqs
 }
 
+// await waits until n UDP datagrams have arrived on port, or until the
+// deadline, and returns how many have.
+func (rc *receiver) await(port, n int, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		rc.mu.Lock()
+		got := rc.counts[port]
+		rc.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (rc *receiver) reset() {
 	rc.settle()
 	rc.mu.Lock()
