@@ -39,7 +39,8 @@ const (
 	// Below the buffer: slotEvent (-264, log.go), slotGroupAc (-272)
 	// and groupKeyOff (-336…-272, group.go), concatKey (-400…-336,
 	// setkey.go), slotSetMap (-424, setslot.go), slotSetValue (-432,
-	// timeout.go). The fib … type lookup (fib.go) uses -512…-417
+	// timeout.go), and the field cache (-512…-432, fieldcache.go).
+	// The fib … type lookup (fib.go) uses -512…-417
 	// while it runs; the slots it overlaps are live only within a set
 	// lookup, a range scan or a reject. An LPM trie key puts its prefix length in the
 	// word right below the buffer (-260…-256) while a lookup is made.
@@ -91,6 +92,14 @@ type gen struct {
 	rangeCallbacks map[*ir.Set]string
 	callbackCode   map[string]asm.Instructions
 
+	// cache is the chain's field cache (fieldcache.go), nil without
+	// one; pendingBits are the load bits of the cached matches of the
+	// current rule not yet tested, which deferBits lets wait for the
+	// rule's next statement that is not such a match.
+	cache       *fieldCache
+	pendingBits uint64
+	deferBits   bool
+
 	// cur identifies the statement being compiled, for errors.
 	curChain string
 	curRule  *ir.Rule
@@ -137,7 +146,11 @@ func (g *gen) compile(c *ir.Chain) error {
 		return nil
 	}
 	start := g.b.pos()
+	g.cache = g.planFieldCache(c)
 	if err := g.prologue(); err != nil {
+		return err
+	}
+	if err := g.fillFieldCache(); err != nil {
 		return err
 	}
 	// The verdict exits sit right behind the prologue; rules reach them
@@ -192,9 +205,14 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		// after it: a jump verdict falls through into the first, verdict
 		// map targets are reached by their labels.
 		var inlines []inlineChain
+		g.deferBits = true
 	stmts:
-		for i, s := range r.Stmts {
+		for _, i := range g.stmtOrder(r) {
+			s := r.Stmts[i]
 			g.curStmt = s
+			if !g.isCachedMatch(s) {
+				g.flushCacheBits(next)
+			}
 			switch s := s.(type) {
 			case *ir.Match:
 				if err := g.match(s, next); err != nil {
@@ -254,6 +272,8 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 				return g.unsupported("statement type %T is not supported", s)
 			}
 		}
+		g.flushCacheBits(next)
+		g.deferBits = false
 		g.b.invertNext = false
 		g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)})
 		for _, in := range inlines {
@@ -340,6 +360,9 @@ func (g *gen) match(m *ir.Match, fail string) error {
 	f := &m.Field
 	if f.Len == 0 || f.Len > bufSize {
 		return g.unsupported("field length %d is out of range 1..%d", f.Len, bufSize)
+	}
+	if cf, ok := g.cached(m); ok {
+		return g.matchCached(m, cf, fail)
 	}
 	span := round4(f.Len)
 	if err := g.loadField(f, span, fail); err != nil {
@@ -664,15 +687,30 @@ func (g *gen) loadPayload(f *ir.Field, fail string) error {
 	if f.Offset > 255 || f.Len > 255 {
 		return g.unsupported("payload offset/length beyond 255")
 	}
-	off := int32(f.Offset)
-	switch f.Base {
-	case ir.BaseLL:
+	if f.Base == ir.BaseLL {
 		if g.tgt.Type == CgroupSKB || g.tgt.Type == Netfilter {
 			return g.loadLLSkb(f, fail)
 		}
 		if g.tgt.Type == TC && f.Offset+f.Len > 12 {
 			return g.loadLLVlan(f, fail)
 		}
+	}
+	if err := g.payloadAddr(f, fail); err != nil {
+		return err
+	}
+	g.loadBytes(bufOff, f.Len)
+	g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
+	return nil
+}
+
+// payloadAddr emits the checks nf_tables makes before a payload load of
+// f from the link-layer (plain, without loadLLSkb's and loadLLVlan's
+// cases), network or transport header, jumping to fail where it breaks,
+// and leaves the load-origin offset of f's first byte in R2.
+func (g *gen) payloadAddr(f *ir.Field, fail string) error {
+	off := int32(f.Offset)
+	switch f.Base {
+	case ir.BaseLL:
 		g.b.emit(
 			asm.LoadMem(asm.R2, asm.R10, slotLL, asm.DWord),
 			asm.JSLT.Imm(asm.R2, 0, fail),
@@ -705,8 +743,6 @@ func (g *gen) loadPayload(f *ir.Field, fail string) error {
 	default:
 		return g.unsupported("payload base %d (inner header) is not supported", f.Base)
 	}
-	g.loadBytes(bufOff, f.Len)
-	g.b.emit(asm.JNE.Imm(asm.R0, 0, fail))
 	return nil
 }
 

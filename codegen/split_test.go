@@ -353,7 +353,7 @@ func checkSplit(t *testing.T, rs *splitRuleset, opts Options, flavours []flavour
 // when compiled, with the numbers, never loaded into a verifier failure.
 func TestSplitLimits(t *testing.T) {
 	rs := &splitRuleset{}
-	for i := 0; i < 30000; i++ {
+	for i := 0; i < 100000; i++ {
 		rs.add("base", splitRule{src: byte(i % 250), lo: uint16(i), hi: uint16(i + 1), v: drop})
 	}
 	tab, c := rs.table(ir.FamilyNetdev, ir.HookIngress, ir.VerdictAccept)
@@ -362,7 +362,7 @@ func TestSplitLimits(t *testing.T) {
 	if !errors.As(err, &ue) {
 		t.Fatalf("got %v, want an UnsupportedError", err)
 	}
-	for _, want := range []string{"30000 rules", "instructions", "tail", "sets or maps"} {
+	for _, want := range []string{"100000 rules", "instructions", "tail", "sets or maps"} {
 		if !strings.Contains(ue.Error(), want) {
 			t.Errorf("error %q does not say %q", ue.Error(), want)
 		}
