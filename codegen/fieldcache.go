@@ -161,21 +161,6 @@ func (g *gen) cacheKeyOf(m *ir.Match) (cacheKey, bool) {
 	return key, true
 }
 
-// stmtFields returns the fields statement s reads.
-func stmtFields(s ir.Stmt) []ir.Field {
-	switch s := s.(type) {
-	case *ir.Match:
-		return []ir.Field{s.Field}
-	case *ir.Lookup:
-		return s.Key
-	case *ir.VerdictMap:
-		return s.Key
-	case *ir.MetaSetMap:
-		return s.Key
-	}
-	return nil
-}
-
 // planFieldCache chooses the fields base chain c caches, or none: it
 // counts, over the straight-line rules of c and of the table's user
 // chains (which c may inline), the rules comparing each cacheable field.
@@ -199,7 +184,7 @@ func (g *gen) planFieldCache(c *ir.Chain) *fieldCache {
 			rules++
 			seen := map[cacheKey]bool{}
 			for _, s := range ch.Rules[i].Stmts {
-				for _, f := range stmtFields(s) {
+				for _, f := range ir.StmtFields(s) {
 					if f.Source == ir.SourceFIB {
 						return nil // fib uses the cache's stack region
 					}
@@ -225,7 +210,7 @@ func (g *gen) planFieldCache(c *ir.Chain) *fieldCache {
 	for _, ch := range g.t.Chains {
 		for _, r := range ch.Rules {
 			for _, s := range r.Stmts {
-				for _, f := range stmtFields(s) {
+				for _, f := range ir.StmtFields(s) {
 					if f.Source == ir.SourceFIB {
 						return nil
 					}
