@@ -111,7 +111,7 @@ func TestAttachCgroup(t *testing.T) {
 			const n = 25
 			snd.send(7, n)
 			snd.send(9, n)
-			got := rc.settle()
+			got := rc.settleFor(map[int]int{7: n})
 			if got[7] != n || got[9] != 0 {
 				t.Errorf("received %d on port 7 and %d on port 9, want %d and 0", got[7], got[9], n)
 			}
@@ -132,7 +132,7 @@ func TestAttachCgroup(t *testing.T) {
 			}
 			rc.reset()
 			snd.send(9, n)
-			if got := rc.settle(); got[9] != n {
+			if got := rc.settleFor(map[int]int{9: n}); got[9] != n {
 				t.Errorf("after Flush: received %d of %d on port 9", got[9], n)
 			}
 		})

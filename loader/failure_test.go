@@ -31,7 +31,7 @@ func expectV1(t *testing.T, rc *receiver, snd *sender, what string) {
 	for _, p := range []int{7, 9, 10} {
 		snd.send(p, 10)
 	}
-	if got := rc.settle(); got[7] != 10 || got[9] != 0 || got[10] != 10 {
+	if got := rc.settleFor(map[int]int{7: 10, 10: 10}); got[7] != 10 || got[9] != 0 || got[10] != 10 {
 		t.Errorf("%s: received %v, want 10 on 7 and 10, none on 9 (the previous ruleset)", what, got)
 	}
 }
@@ -201,7 +201,7 @@ func checkInterrupted(t *testing.T, st *state.Dir, rc *receiver, snd *sender, in
 	rc.reset()
 	snd.send(9, 10)
 	snd.send(7, 10)
-	if got := rc.settle(); got[9] != 0 || got[7] != 10 {
+	if got := rc.settleFor(map[int]int{7: 10}); got[9] != 0 || got[7] != 10 {
 		t.Errorf("after the interruption: received %v, want 10 on 7, none on 9", got)
 	}
 }
@@ -220,7 +220,7 @@ func checkRepaired(t *testing.T, st *state.Dir, rc *receiver, snd *sender) {
 	for _, p := range []int{7, 9, 10} {
 		snd.send(p, 10)
 	}
-	if got := rc.settle(); got[7] != 10 || got[9] != 0 || got[10] != 0 {
+	if got := rc.settleFor(map[int]int{7: 10}); got[7] != 10 || got[9] != 0 || got[10] != 0 {
 		t.Errorf("after repair: received %v, want 10 on 7 only", got)
 	}
 }
@@ -316,7 +316,7 @@ func TestStateOutlivesProcess(t *testing.T) {
 	}
 	rc.reset()
 	snd.send(9, 10)
-	if got := rc.settle(); got[9] != 10 {
+	if got := rc.settleFor(map[int]int{9: 10}); got[9] != 10 {
 		t.Errorf("after Flush: received %d of 10 on port 9", got[9])
 	}
 }

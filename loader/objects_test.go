@@ -187,7 +187,7 @@ func TestObjectStateKeptAcrossReloads(t *testing.T) {
 		}
 		rc.reset()
 		s.send(7, 2)
-		if got := rc.settle()[7]; got != step.want {
+		if got := rc.settleFor(map[int]int{7: step.want})[7]; got != step.want {
 			t.Errorf("step %d (%s): %d of 2 arrived, want %d", i+1, step.whatChange, got, step.want)
 		}
 		tab := res.Ruleset.Tables[0]

@@ -299,6 +299,17 @@ func (rc *receiver) settleAll() (counts map[int]int, seqs map[uint32]int) {
 	return counts, seqs
 }
 
+// settleFor waits until at least want[port] datagrams have arrived on
+// each port, up to 10 s (on a loaded machine a veth backlog can stall for
+// longer than settle's quiet period), then settles as settle does, so that
+// datagrams beyond those wanted are counted too.
+func (rc *receiver) settleFor(want map[int]int) map[int]int {
+	for port, n := range want {
+		rc.await(port, n, 10*time.Second)
+	}
+	return rc.settle()
+}
+
 // await waits until n UDP datagrams have arrived on port, or until the
 // deadline, and returns how many have.
 func (rc *receiver) await(port, n int, within time.Duration) int {
