@@ -45,34 +45,36 @@ type decodedCache struct {
 }
 
 type decodedEntry struct {
-	text string
-	rs   *nlmsg.Ruleset
+	text  string
+	rs    *nlmsg.Ruleset
+	state *fastedit.State // the state directory's copy
 }
 
 // get returns the decoded form of text for namespace ino, from memory or
 // from st.
-func (c *decodedCache) get(st *state.Dir, ino uint64, text string) (*nlmsg.Ruleset, error) {
+func (c *decodedCache) get(st *state.Dir, ino uint64, text string) (decodedEntry, error) {
 	c.mu.Lock()
 	e, ok := c.m[ino]
 	c.mu.Unlock()
 	if ok && e.text == text {
-		return e.rs, nil
+		return e, nil
 	}
-	rs, err := fastedit.Load(st, text)
+	rs, fs, err := fastedit.Load(st, text)
 	if err != nil {
-		return nil, err
+		return decodedEntry{}, err
 	}
-	c.put(ino, text, rs)
-	return rs, nil
+	e = decodedEntry{text, rs, fs}
+	c.put(ino, e)
+	return e, nil
 }
 
-func (c *decodedCache) put(ino uint64, text string, rs *nlmsg.Ruleset) {
+func (c *decodedCache) put(ino uint64, e decodedEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[uint64]decodedEntry{}
 	}
-	c.m[ino] = decodedEntry{text, rs}
+	c.m[ino] = e
 }
 
 func (c *decodedCache) drop(ino uint64) {
@@ -101,10 +103,25 @@ func (c *decodedCache) save(st *state.Dir, ino uint64, text string, rs *nlmsg.Ru
 		}
 		return
 	}
-	c.put(ino, text, crs)
-	if err := st.WriteBlob(fastedit.CacheName, fastedit.Marshal(text, crs)); err != nil {
+	fs, err := fastedit.SaveCanonical(st, text, crs)
+	if err != nil {
+		c.drop(ino)
 		logf("netns %d: decoded ruleset cache: %v", ino, err)
+		return
 	}
+	c.put(ino, decodedEntry{text, crs, fs})
+}
+
+// record records the ruleset after edit e, applied to entry cur: in memory,
+// and in st's log of edits (see fastedit.Record).
+func (c *decodedCache) record(st *state.Dir, ino uint64, cur decodedEntry, text string, next *nlmsg.Ruleset, e fastedit.Edit, logf func(string, ...any)) {
+	fs, err := fastedit.Record(st, cur.state, text, next, e)
+	if err != nil {
+		c.drop(ino)
+		logf("netns %d: decoded ruleset cache: %v", ino, err)
+		return
+	}
+	c.put(ino, decodedEntry{text, next, fs})
 }
 
 // editRule serves ControlEditRule.
@@ -146,13 +163,12 @@ func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
 	if err != nil {
 		return nil, &requestError{errno: unix.EAGAIN, msg: err.Error()}
 	}
-	next, err := fastedit.Apply(cur, cmd, func(skeleton, command string) (*nlmsg.Ruleset, error) {
-		return nftfile.ParseSteps("<cmdline>", nftfile.Options{TargetNetNS: t.ns.File(), Nft: s.nft}, skeleton, command)
-	})
+	next, e, err := fastedit.Apply(cur.rs, cmd, fastedit.NftParser(nftfile.Options{TargetNetNS: t.ns.File(), Nft: s.nft}))
 	if err != nil {
 		return nil, &requestError{errno: unix.EAGAIN, msg: fmt.Sprintf("edit not applied by the daemon: %v", err)}
 	}
-	if err := s.applyDecoded(cn, t, st, next, nil); err != nil {
+	record := func(stored string) { s.decoded.record(st, t.ns.Inode(), cur, stored, next, e, s.logf) }
+	if err := s.applyDecodedWith(cn, t, st, next, nil, record); err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) {
 			return nil, &requestError{errno: unix.EOPNOTSUPP, msg: rf.msg}

@@ -55,6 +55,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter-nft/bpfilter-nft/codegen"
+	"github.com/bpfilter-nft/bpfilter-nft/internal/fastedit"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/pipeline"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/settimeouts"
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
@@ -612,6 +613,14 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 // the target; keep, when not nil, keeps element deadlines of sets with
 // timeouts. The caller holds the namespace's and the state's locks.
 func (s *Server) applyDecoded(cn *conn, t *target, st *state.Dir, rs *nlmsg.Ruleset, keep *settimeouts.Sync) error {
+	return s.applyDecodedWith(cn, t, st, rs, keep, func(stored string) {
+		s.decoded.save(st, t.ns.Inode(), stored, rs, s.logf)
+	})
+}
+
+// applyDecodedWith is applyDecoded that records the decoded ruleset with
+// record once it is applied (stored is its text).
+func (s *Server) applyDecodedWith(cn *conn, t *target, st *state.Dir, rs *nlmsg.Ruleset, keep *settimeouts.Sync, record func(stored string)) error {
 	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: t.ns, NetdevBackend: s.cfg.NetdevBackend, Cache: s.compiled})
 	if err != nil {
 		return &requestError{errno: unix.EOPNOTSUPP, msg: err.Error()}
@@ -625,11 +634,11 @@ func (s *Server) applyDecoded(cn *conn, t *target, st *state.Dir, rs *nlmsg.Rule
 		return err
 	}
 	var stored string
-	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true, Stored: &stored}); err != nil {
+	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true, Stored: &stored, Keep: fastedit.Entries}); err != nil {
 		s.decoded.drop(t.ns.Inode())
 		return err
 	}
-	s.decoded.save(st, t.ns.Inode(), stored, rs, s.logf)
+	record(stored)
 	snap, err := loader.Load(st)
 	if err != nil {
 		return err

@@ -109,6 +109,9 @@ type Options struct {
 	// Stored, when not nil, receives the ruleset text Apply stored
 	// (state.Manifest.Ruleset).
 	Stored *string
+	// Keep names state entries of the caller's own that Apply leaves in
+	// place (it removes every entry the new ruleset does not use).
+	Keep []string
 }
 
 // Stats describe one Apply: how many attach points kept their running
@@ -380,6 +383,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	// Detach what is gone, commit, and drop the previous generation.
 	keep := map[string]bool{state.StateName: true, state.NextName: true, man.Counters.Map: true}
+	for _, n := range opts.Keep {
+		keep[n] = true
+	}
 	keepStateful(keep, man)
 	keepTailCalls(keep, man.Points)
 	for _, s := range man.Sets {

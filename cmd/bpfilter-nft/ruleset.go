@@ -226,6 +226,12 @@ func (t *target) apply(stdout io.Writer, g rulesetFlags, name, input string) err
 // reports. The caller holds t.st.Lock() from reading the running ruleset
 // on.
 func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs *nlmsg.Ruleset) error {
+	return t.applyDecoded(stdout, g, name, rs, func(stored string) error { return saveDecoded(t.st, stored, rs) })
+}
+
+// applyDecoded is applyRuleset that records the decoded ruleset with
+// record once it is applied (stored is its text).
+func (t *target) applyDecoded(stdout io.Writer, g rulesetFlags, name string, rs *nlmsg.Ruleset, record func(stored string) error) error {
 	if g.check {
 		return checkRuleset(stdout, g, t.ns, name, rs)
 	}
@@ -239,10 +245,10 @@ func (t *target) applyRuleset(stdout io.Writer, g rulesetFlags, name string, rs 
 		return fmt.Errorf("--cgroup %q: want an absolute path", cgroup)
 	}
 	var stored string
-	if err := loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup, Locked: true, Stored: &stored}); err != nil {
+	if err := loader.Apply(t.ns, t.st, res, loader.Options{CgroupPath: cgroup, Locked: true, Stored: &stored, Keep: fastedit.Entries}); err != nil {
 		return err
 	}
-	return saveDecoded(t.st, stored, rs)
+	return record(stored)
 }
 
 // saveDecoded caches rs, the decoded form of the ruleset just applied
@@ -253,7 +259,8 @@ func saveDecoded(st *state.Dir, text string, rs *nlmsg.Ruleset) error {
 	if settimeouts.Mentioned(text) {
 		return fastedit.Drop(st)
 	}
-	return fastedit.Save(st, text, rs)
+	_, err := fastedit.Save(st, text, rs)
+	return err
 }
 
 // editRule applies one rule edit (add, insert, replace or delete rule) to
@@ -274,12 +281,12 @@ func (t *target) editRule(stdout io.Writer, g rulesetFlags, name, change string,
 		return err
 	}
 	if !settimeouts.Mentioned(current) {
-		if cur, err := fastedit.Load(t.st, current); err == nil {
-			parse := func(skeleton, command string) (*nlmsg.Ruleset, error) {
-				return nftfile.ParseSteps(name, nftfile.Options{TargetNetNS: t.ns.File()}, skeleton, command)
-			}
-			if next, err := fastedit.Apply(cur, cmd, parse); err == nil {
-				return t.applyRuleset(stdout, g, name, next)
+		if cur, cache, err := fastedit.Load(t.st, current); err == nil {
+			if next, e, err := fastedit.Apply(cur, cmd, fastedit.NftParser(nftfile.Options{TargetNetNS: t.ns.File()})); err == nil {
+				return t.applyDecoded(stdout, g, name, next, func(stored string) error {
+					_, err := fastedit.Record(t.st, cache, stored, next, e)
+					return err
+				})
 			}
 		}
 	}

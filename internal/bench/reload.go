@@ -68,6 +68,10 @@ type ReloadResult struct {
 	// runs it: the cached decoded ruleset with the new rule, which nft
 	// parses against the ruleset's skeleton (package fastedit).
 	Edit Phases
+	// DaemonEdit is the next such edit as the daemon applies it: the
+	// decoded ruleset is in its memory, and the base chains the edit did
+	// not touch come from its compile cache.
+	DaemonEdit Phases
 }
 
 // Reload loads a generated ruleset of n rules into a scratch network
@@ -126,16 +130,35 @@ func Reload(c ReloadCase, n int) (*ReloadResult, error) {
 	// The same rule changed back, as an edit: its handle is its
 	// position (the chain is handle 1).
 	rules[grouped/2].Dport = 65001
-	edit := fmt.Sprintf("replace rule ip bench input handle %d %s", grouped/2+2, rules[grouped/2].NFT())
-	if res.Edit, err = editTimed(ns, st, tns, edit); err != nil {
+	edit := func() string {
+		return fmt.Sprintf("replace rule ip bench input handle %d %s", grouped/2+2, rules[grouped/2].NFT())
+	}
+	compiled := pipeline.NewCompileCache(64)
+	var mem memCache
+	if res.Edit, err = editTimed(ns, st, tns, edit(), &mem, compiled); err != nil {
 		return nil, fmt.Errorf("one-rule edit: %w", err)
+	}
+	rules[grouped/2].Dport = 65002
+	if res.DaemonEdit, err = editTimed(ns, st, tns, edit(), &mem, compiled); err != nil {
+		return nil, fmt.Errorf("one-rule edit (daemon): %w", err)
 	}
 	return res, nil
 }
 
+// memCache is the decoded running ruleset as the daemon keeps it in
+// memory, with its cache state.
+type memCache struct {
+	rs    *nlmsg.Ruleset
+	state *fastedit.State
+}
+
 // editTimed applies one rule edit (nft command syntax) through the
-// decoded-ruleset cache, as the CLI does, timing each phase.
-func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string) (Phases, error) {
+// decoded-ruleset cache, timing each phase, and leaves the new decoded
+// ruleset in mem. With mem empty it reads the state's copy, as the CLI
+// does, otherwise it uses mem, as the daemon does; compiled is the compile
+// cache: the CLI's is empty (a new process), the daemon's holds what it
+// compiled before.
+func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string, mem *memCache, compiled *pipeline.CompileCache) (Phases, error) {
 	var ph Phases
 	start := time.Now()
 	f := strings.Fields(command)
@@ -143,34 +166,40 @@ func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string
 	if !ok {
 		return ph, fmt.Errorf("%q: not a rule edit", command)
 	}
-	snap, err := loader.Load(st)
-	if err != nil {
-		return ph, err
-	}
-	cur, err := fastedit.Load(st, snap.Manifest.Ruleset)
-	if err != nil {
-		return ph, err
+	if mem.rs == nil {
+		man, err := st.ReadManifest(state.StateName)
+		if err != nil {
+			return ph, err
+		}
+		if mem.rs, mem.state, err = fastedit.Load(st, man.Ruleset); err != nil {
+			return ph, err
+		}
 	}
 	ph.Cache = time.Since(start)
 	parsed := time.Now()
-	rs, err := fastedit.Apply(cur, cmd, func(skeleton, command string) (*nlmsg.Ruleset, error) {
-		return nftfile.ParseSteps("<cmdline>", nftfile.Options{TargetNetNS: tns.File()}, skeleton, command)
-	})
+	rs, e, err := fastedit.Apply(mem.rs, cmd, fastedit.NftParser(nftfile.Options{TargetNetNS: tns.File()}))
 	if err != nil {
 		return ph, err
 	}
 	ph.Parse = time.Since(parsed)
-	if err := translateApply(ns, st, rs, &ph); err != nil {
+	record := func(text string) (err error) {
+		mem.state, err = fastedit.Record(st, mem.state, text, rs, e)
+		return err
+	}
+	if err := translateApply(ns, st, rs, &ph, compiled, record); err != nil {
 		return ph, err
 	}
+	mem.rs = rs
 	ph.Total = time.Since(start)
 	return ph, nil
 }
 
 // translateApply translates rs, applies it and caches its decoded form,
 // filling in the phases from lift on.
-func translateApply(ns *nsctx.NetNS, st *state.Dir, rs *nlmsg.Ruleset, ph *Phases) error {
-	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: ns})
+// record caches the decoded ruleset once it is applied (text is its
+// stored text); nil stores it as a new base.
+func translateApply(ns *nsctx.NetNS, st *state.Dir, rs *nlmsg.Ruleset, ph *Phases, compiled *pipeline.CompileCache, record func(text string) error) error {
+	res, err := pipeline.Translate(rs, pipeline.Options{NetNS: ns, Cache: compiled})
 	if err != nil {
 		return err
 	}
@@ -183,13 +212,19 @@ func translateApply(ns *nsctx.NetNS, st *state.Dir, rs *nlmsg.Ruleset, ph *Phase
 	}
 	var stats loader.Stats
 	var text string
-	if err := loader.Apply(ns, st, res, loader.Options{Stats: &stats, Stored: &text}); err != nil {
+	if err := loader.Apply(ns, st, res, loader.Options{Stats: &stats, Stored: &text, Keep: fastedit.Entries}); err != nil {
 		return err
 	}
 	ph.Prepare, ph.Load, ph.Attach = stats.Prepared, stats.Built-stats.Prepared, stats.Switched-stats.Built
 	ph.Kept, ph.Loaded = stats.Kept, stats.Loaded
 	saved := time.Now()
-	if err := fastedit.Save(st, text, rs); err != nil {
+	if record == nil {
+		record = func(text string) error {
+			_, err := fastedit.Save(st, text, rs)
+			return err
+		}
+	}
+	if err := record(text); err != nil {
 		return err
 	}
 	ph.Cache += time.Since(saved)
@@ -205,7 +240,7 @@ func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (
 		return ph, err
 	}
 	ph.Parse = time.Since(start)
-	if err := translateApply(ns, st, rs, &ph); err != nil {
+	if err := translateApply(ns, st, rs, &ph, nil, nil); err != nil {
 		return ph, err
 	}
 	ph.Total = time.Since(start)
@@ -223,7 +258,7 @@ func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 		for _, row := range []struct {
 			name string
 			ph   Phases
-		}{{"full", r.Full}, {"one rule changed", r.Change}, {"replace rule (edit)", r.Edit}} {
+		}{{"full", r.Full}, {"one rule changed", r.Change}, {"replace rule (edit)", r.Edit}, {"replace rule (daemon)", r.DaemonEdit}} {
 			p := row.ph
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
 				ms(p.Parse), ms(p.Cache), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), p.Kept, p.Loaded)
@@ -235,8 +270,13 @@ func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 	for _, r := range res {
 		fmt.Fprintf(w, "%s: one-rule change of %d rules: %.0f ms (verify/load + attach %.0f ms) vs full load %.0f ms (%.0f ms)\n", r.Case, r.Rules,
 			float64(r.Change.Total)/1e6, float64(r.Change.Load+r.Change.Attach)/1e6, float64(r.Full.Total)/1e6, float64(r.Full.Load+r.Full.Attach)/1e6)
-		fmt.Fprintf(w, "%s: replace rule (edit) of %d rules: %.0f ms = %.3f× the one-rule change by full parse, %.3f× the full load\n", r.Case, r.Rules,
-			float64(r.Edit.Total)/1e6, float64(r.Edit.Total)/float64(r.Change.Total), float64(r.Edit.Total)/float64(r.Full.Total))
+		for _, e := range []struct {
+			name string
+			ph   Phases
+		}{{"replace rule (edit)", r.Edit}, {"replace rule (daemon)", r.DaemonEdit}} {
+			fmt.Fprintf(w, "%s: %s of %d rules: %.0f ms = %.3f× the one-rule change by full parse, %.3f× the full load\n", r.Case, e.name, r.Rules,
+				float64(e.ph.Total)/1e6, float64(e.ph.Total)/float64(r.Change.Total), float64(e.ph.Total)/float64(r.Full.Total))
+		}
 	}
 	return nil
 }

@@ -37,10 +37,13 @@ func TestReload(t *testing.T) {
 			if r.Edit.Kept != c.kept || r.Edit.Loaded != c.loaded {
 				t.Errorf("one-rule edit kept %d, loaded %d programs; want %d and %d", r.Edit.Kept, r.Edit.Loaded, c.kept, c.loaded)
 			}
+			if r.DaemonEdit.Kept != c.kept || r.DaemonEdit.Loaded != c.loaded {
+				t.Errorf("daemon edit kept %d, loaded %d programs; want %d and %d", r.DaemonEdit.Kept, r.DaemonEdit.Loaded, c.kept, c.loaded)
+			}
 			if r.Edit.Cache <= 0 {
 				t.Errorf("edit without the decoded-ruleset cache: %+v", r.Edit)
 			}
-			for _, p := range []Phases{r.Full, r.Change, r.Edit} {
+			for _, p := range []Phases{r.Full, r.Change, r.Edit, r.DaemonEdit} {
 				if p.Parse <= 0 || p.Compile <= 0 || p.Total < p.Parse+p.Compile || p.Insns == 0 {
 					t.Errorf("implausible phases %+v", p)
 				}
@@ -52,6 +55,7 @@ func TestReload(t *testing.T) {
 			for _, want := range []string{
 				fmt.Sprintf("%s: one-rule change of %d rules:", c.cas, c.n),
 				fmt.Sprintf("%s: replace rule (edit) of %d rules:", c.cas, c.n),
+				fmt.Sprintf("%s: replace rule (daemon) of %d rules:", c.cas, c.n),
 			} {
 				if !strings.Contains(b.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, b.String())

@@ -1,17 +1,29 @@
 package fastedit
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/bpfilter-nft/bpfilter-nft/translate"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
-// RuleParser has nft load skeleton and then command (one `add rule`), each
-// as its own transaction, into an empty namespace, and returns the decoded
-// result.
+// RuleParser has nft load skeleton and command (one `add rule`) into an
+// empty namespace and returns the decoded result.
 type RuleParser func(skeleton, command string) (*nlmsg.Ruleset, error)
+
+// NftParser is the RuleParser that runs the real nft (nftfile.Parse) once
+// on the skeleton followed by the command, in a private namespace
+// mirroring the interfaces opts names. Its errors name the command as
+// "<cmdline>" with the line numbers of the combined input: a caller
+// reports nft's refusals from its own full parse instead.
+func NftParser(opts nftfile.Options) RuleParser {
+	return func(skeleton, command string) (*nlmsg.Ruleset, error) {
+		return nftfile.Parse("<cmdline>", strings.NewReader(skeleton+"\n"+command), opts)
+	}
+}
 
 // Skeleton returns the tables, chains (with their hooks and policies),
 // named objects and named set declarations of rs in nft syntax, without
@@ -34,11 +46,64 @@ func Skeleton(rs *nlmsg.Ruleset) (string, error) {
 	return b.String(), nil
 }
 
+// Edit is a rule edit as applied: the command and what nft made of its
+// rule (the rule, its anonymous sets and their elements; nil for a
+// delete). Replaying it on the same ruleset needs no nft.
+type Edit struct {
+	Cmd    Command
+	Parsed *nlmsg.Ruleset
+}
+
 // Apply returns the ruleset cur (canonical, see Canonical) after the rule
-// edit cmd, in canonical form; cur is not changed. parse has nft parse a
-// new rule against the skeleton of cur. A chain or rule handle cur lacks
-// yields ErrNotCached: nft's own error message is the slow path's.
-func Apply(cur *nlmsg.Ruleset, cmd Command, parse RuleParser) (*nlmsg.Ruleset, error) {
+// edit cmd, in canonical form, and the edit as applied; cur is not
+// changed. parse has nft parse a new rule against the skeleton of cur. A
+// chain or rule handle cur lacks yields ErrNotCached: nft's own error
+// message is the slow path's.
+func Apply(cur *nlmsg.Ruleset, cmd Command, parse RuleParser) (*nlmsg.Ruleset, Edit, error) {
+	e := Edit{Cmd: cmd}
+	next, err := apply(cur, cmd, func() (*nlmsg.Ruleset, error) {
+		skeleton, err := Skeleton(cur)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotCached, err)
+		}
+		add := Command{Op: OpAdd, Family: cmd.Family, Table: cmd.Table, Chain: cmd.Chain, Rule: cmd.Rule}
+		prs, err := parse(skeleton, add.String()+"\n")
+		if err != nil {
+			return nil, err
+		}
+		e.Parsed = &nlmsg.Ruleset{Rules: prs.Rules}
+		for _, s := range prs.Sets {
+			if s.Flags&nftSetAnonymous != 0 {
+				e.Parsed.Sets = append(e.Parsed.Sets, s)
+			}
+		}
+		for _, el := range prs.Elems {
+			for _, s := range e.Parsed.Sets {
+				if el.Family == s.Family && el.Table == s.Table && el.Set == s.Name {
+					e.Parsed.Elems = append(e.Parsed.Elems, el)
+					break
+				}
+			}
+		}
+		return prs, nil
+	})
+	if err != nil {
+		return nil, Edit{}, err
+	}
+	return next, e, nil
+}
+
+// replay applies a recorded edit again.
+func replay(cur *nlmsg.Ruleset, e Edit) (*nlmsg.Ruleset, error) {
+	return apply(cur, e.Cmd, func() (*nlmsg.Ruleset, error) {
+		if e.Parsed == nil {
+			return nil, errors.New("edit without its parsed rule")
+		}
+		return e.Parsed, nil
+	})
+}
+
+func apply(cur *nlmsg.Ruleset, cmd Command, parsed func() (*nlmsg.Ruleset, error)) (*nlmsg.Ruleset, error) {
 	found := false
 	for _, ch := range cur.Chains {
 		if ch.Family == cmd.Family && ch.Table == cmd.Table && ch.Name == cmd.Chain {
@@ -107,7 +172,11 @@ func Apply(cur *nlmsg.Ruleset, cmd Command, parse RuleParser) (*nlmsg.Ruleset, e
 
 	var added []*nlmsg.Rule
 	if cmd.Op != OpDelete {
-		r, sets, elems, err := parseRule(cur, cmd, parse, maxAnon)
+		prs, err := parsed()
+		if err != nil {
+			return nil, err
+		}
+		r, sets, elems, err := newRule(prs, cmd, maxAnon)
 		if err != nil {
 			return nil, err
 		}
@@ -141,19 +210,11 @@ func Apply(cur *nlmsg.Ruleset, cmd Command, parse RuleParser) (*nlmsg.Ruleset, e
 	return Canonical(next)
 }
 
-// parseRule has nft parse cmd's rule against the skeleton of cur and
-// returns the rule, its anonymous sets (named after the highest of cur's,
-// so that none clashes; Canonical renames them) and their elements.
-func parseRule(cur *nlmsg.Ruleset, cmd Command, parse RuleParser, maxAnon map[string]int) (*nlmsg.Rule, []*nlmsg.Set, []*nlmsg.SetElems, error) {
-	skeleton, err := Skeleton(cur)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrNotCached, err)
-	}
-	add := Command{Op: OpAdd, Family: cmd.Family, Table: cmd.Table, Chain: cmd.Chain, Rule: cmd.Rule}
-	prs, err := parse(skeleton, add.String()+"\n")
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// newRule picks cmd's rule out of nft's parse of it against the skeleton
+// and returns the rule, its anonymous sets (named after the highest of
+// the ruleset's, maxAnon, so that none clashes; Canonical renames them)
+// and their elements.
+func newRule(prs *nlmsg.Ruleset, cmd Command, maxAnon map[string]int) (*nlmsg.Rule, []*nlmsg.Set, []*nlmsg.SetElems, error) {
 	if len(prs.Rules) != 1 {
 		return nil, nil, nil, fmt.Errorf("%w: nft made %d rules of one", ErrNotCached, len(prs.Rules))
 	}

@@ -1,13 +1,17 @@
 package fastedit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/bpfilter-nft/bpfilter-nft/internal/bpffstest"
 	"github.com/bpfilter-nft/bpfilter-nft/internal/privtest"
+	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+	"github.com/bpfilter-nft/bpfilter-nft/state"
 	"github.com/bpfilter-nft/bpfilter-nft/translate"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
@@ -186,9 +190,7 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parser := func(skeleton, command string) (*nlmsg.Ruleset, error) {
-		return nftfile.ParseSteps("<cmdline>", nftfile.Options{}, skeleton, command)
-	}
+	parser := NftParser(nftfile.Options{})
 	h := func(chain string, nth int) string {
 		n := 0
 		for _, r := range cur.Rules {
@@ -226,7 +228,7 @@ func TestApply(t *testing.T) {
 			// nft on a live system: the stored ruleset is loaded,
 			// then the command is a transaction of its own.
 			slowRS, slowErr := nftfile.ParseSteps("<cmdline>", nftfile.Options{}, stored, c.verb+" "+c.args+"\n")
-			fast, err := Apply(cur, cmd, parser)
+			fast, edit, err := Apply(cur, cmd, parser)
 			if slowErr != nil {
 				if err == nil {
 					t.Fatalf("nft refuses the edit (%v), the fast path does not", slowErr)
@@ -251,6 +253,18 @@ func TestApply(t *testing.T) {
 			if got, want := handles(fast), handles(parse(t, print(t, fast))); got != want {
 				t.Errorf("handles:\n--- fast\n%s--- listing\n%s", got, want)
 			}
+			// Replaying the edit as logged gives the same ruleset.
+			_, _, edits, err := unmarshalLog(marshalLog([32]byte{}, [32]byte{}, []Edit{edit}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := replay(cur, edits[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if handles(again) != handles(fast) || print(t, again) != print(t, fast) {
+				t.Errorf("the replayed edit gives another ruleset:\n%s", print(t, again))
+			}
 		})
 	}
 	// Edits the fast path leaves to nft.
@@ -268,8 +282,76 @@ func TestApply(t *testing.T) {
 		{Op: OpDelete, Family: nlmsg.FamilyInet, Table: "filter", Chain: "input", Handle: 9999},
 		{Op: OpAdd, Family: nlmsg.FamilyInet, Table: "filter", Chain: "nochain", Rule: "accept"},
 	} {
-		if _, err := Apply(cur, c, parser); err == nil {
+		if _, _, err := Apply(cur, c, parser); err == nil {
 			t.Errorf("%s: applied", c)
 		}
+	}
+}
+
+// TestCacheLog: the cache in a state directory — a base, then edits
+// appended to its log, a new base once the log is full — always loads as
+// the ruleset after the last edit, and never for another text.
+func TestCacheLog(t *testing.T) {
+	privtest.Require(t)
+	ns, err := nsctx.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	st, err := state.Open(ns, state.Options{Root: filepath.Join(bpffstest.Mount(t), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := print(t, parse(t, rich))
+	cur, err := Canonical(parse(t, text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Save(st, text, cur); err != nil {
+		t.Fatal(err)
+	}
+	parser := NftParser(nftfile.Options{})
+	for i := 0; i < MaxLog+3; i++ {
+		got, s, err := Load(st, text)
+		if err != nil {
+			t.Fatalf("edit %d: %v", i, err)
+		}
+		if handles(got) != handles(cur) || print(t, got) != text {
+			t.Fatalf("edit %d: the cache loads another ruleset:\n%s", i, print(t, got))
+		}
+		if _, _, err := Load(st, text+"\n"); !errors.Is(err, ErrNotCached) {
+			t.Fatalf("edit %d: the cache of another text: %v", i, err)
+		}
+		f := strings.Fields(fmt.Sprintf("add rule inet filter ssh tcp dport { %d, %d } accept", 100+i, 200+i))
+		if i%3 == 2 {
+			var last uint64
+			for _, r := range cur.Rules {
+				if r.Chain == "ssh" {
+					last = r.Handle
+				}
+			}
+			f = strings.Fields(fmt.Sprintf("delete rule inet filter ssh handle %d", last))
+		}
+		cmd, ok := ParseCommand(f[0], f[1:])
+		if !ok {
+			t.Fatal(f)
+		}
+		next, e, err := Apply(cur, cmd, parser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, text = next, print(t, next)
+		if s, err = Record(st, s, text, cur, e); err != nil {
+			t.Fatal(err)
+		}
+		if logged := len(s.edits); logged > MaxLog || (i < MaxLog && logged != i+1) {
+			t.Errorf("edit %d: %d edits logged", i, logged)
+		}
+	}
+	if err := Drop(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(st, text); !errors.Is(err, ErrNotCached) {
+		t.Errorf("dropped cache: %v", err)
 	}
 }
