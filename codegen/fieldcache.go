@@ -56,8 +56,8 @@ const (
 // of them compare it. Below that, the rules load their fields as before,
 // so a first-rule hit in a short chain costs what it did.
 const (
-	cacheMinRules = 16
-	cacheMinUses  = 4
+	cacheMinRules = 8
+	cacheMinUses  = 3
 	// cacheMaxLen is the longest field cached (an IPv6 address).
 	cacheMaxLen = 16
 )
@@ -393,6 +393,60 @@ func (g *gen) isCachedMatch(s ir.Stmt) bool {
 // before the rule's next statement that is not such a match.
 func (g *gen) matchCached(m *ir.Match, cf cachedField, fail string) error {
 	ok := g.b.newLabel("match_ok")
+	if n := uint32(len(m.Value)); m.Op != ir.OpEq && m.Op != ir.OpNeq && (n == 1 || n == 2 || n == 4) {
+		g.cachedOrder(m, cf, ok, fail)
+	} else {
+		if err := g.cachedCompare(m, cf, ok, fail); err != nil {
+			return err
+		}
+	}
+	g.b.label(ok)
+	if cf.always {
+		return nil
+	}
+	g.pendingBits |= uint64(1) << cf.bit
+	if !g.deferBits {
+		g.flushCacheBits(fail)
+	}
+	return nil
+}
+
+// cachedOrder emits an order or range comparison of a field of 1, 2 or
+// 4 bytes: one chunk, turned to host order once and compared with the
+// bounds, one jump each.
+func (g *gen) cachedOrder(m *ir.Match, cf cachedField, ok, fail string) {
+	n := uint32(len(m.Value))
+	g.cachedChunk(m, cf, 0, n)
+	if n > 1 {
+		g.b.emit(asm.BSwap(asm.R0, asmSize(n)))
+	}
+	lo := int32(uint32(beValue(m.Value)))
+	switch m.Op {
+	case ir.OpLt:
+		g.b.emit(asm.JGE.Imm32(asm.R0, lo, fail))
+	case ir.OpLte:
+		g.b.emit(asm.JGT.Imm32(asm.R0, lo, fail))
+	case ir.OpGt:
+		g.b.emit(asm.JLE.Imm32(asm.R0, lo, fail))
+	case ir.OpGte:
+		g.b.emit(asm.JLT.Imm32(asm.R0, lo, fail))
+	case ir.OpInRange:
+		hi := int32(uint32(beValue(m.High)))
+		g.b.emit(
+			asm.JLT.Imm32(asm.R0, lo, fail),
+			asm.JGT.Imm32(asm.R0, hi, fail),
+		)
+	case ir.OpNotInRange:
+		hi := int32(uint32(beValue(m.High)))
+		g.b.emit(
+			asm.JLT.Imm32(asm.R0, lo, ok),
+			asm.JLE.Imm32(asm.R0, hi, fail),
+		)
+	}
+}
+
+// cachedCompare emits any comparison cacheKeyOf admits, chunk by chunk.
+func (g *gen) cachedCompare(m *ir.Match, cf cachedField, ok, fail string) error {
 	switch m.Op {
 	case ir.OpEq:
 		g.cachedEq(m, cf, m.Value, fail)
@@ -420,14 +474,6 @@ func (g *gen) matchCached(m *ir.Match, cf cachedField, fail string) error {
 		}
 	default:
 		return g.unsupported("internal error: comparison %d from the field cache", m.Op)
-	}
-	g.b.label(ok)
-	if cf.always {
-		return nil
-	}
-	g.pendingBits |= uint64(1) << cf.bit
-	if !g.deferBits {
-		g.flushCacheBits(fail)
 	}
 	return nil
 }

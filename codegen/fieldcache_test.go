@@ -44,10 +44,13 @@ func TestFieldCachePlan(t *testing.T) {
 			{source: ir.SourceMeta, meta: ir.MetaL4Proto, len: 1},
 		}},
 		{"with fib", xdp, append(cacheTestRules(40), fibRule), nil},
-		{"rare fields stay", xdp, append(cacheTestRules(20),
-			rule(eq(nh(16, 4), ip4(192, 0, 2, 1)), drop),
-			rule(eq(nh(16, 4), ip4(192, 0, 2, 2)), drop),
-			rule(eq(nh(16, 4), ip4(192, 0, 2, 3)), drop)), []cacheKey{
+		{"rare fields stay", xdp, append(cacheTestRules(20), func() []*ir.Rule {
+			var rules []*ir.Rule
+			for i := 0; i < cacheMinUses-1; i++ {
+				rules = append(rules, rule(eq(nh(16, 4), ip4(192, 0, 2, byte(i))), drop))
+			}
+			return rules
+		}()...), []cacheKey{
 			{source: ir.SourcePayload, base: ir.BaseNetwork, off: 12, len: 4},
 			{source: ir.SourcePayload, base: ir.BaseTransport, off: 2, len: 2},
 			{source: ir.SourceMeta, meta: ir.MetaProtocol, len: 2},

@@ -46,6 +46,9 @@ var cacheRules = []string{
 	"ether saddr 02:b0:00:00:00:%02x",
 	"meta length < %d",
 	"meta l4proto %d",
+	"ip ttl <= %d ip protocol udp",
+	"udp dport != %d-6000 ip ttl 2",
+	"ip6 hoplimit >= %d ip6 nexthdr tcp",
 }
 
 // cacheConsts are the constants each rule template is used with.
@@ -71,6 +74,9 @@ var cacheConsts = map[string][]int{
 	"meta length < %d":                {40, 60, 80, 100},
 	"meta l4proto %d":                 {132, 17, 6, 1},
 	"meta l4proto != %d meta length > 60 ip saddr 192.0.2.7": {6, 17, 1, 58},
+	"ip ttl <= %d ip protocol udp":                           {1, 2, 3, 0},
+	"udp dport != %d-6000 ip ttl 2":                          {5000, 5001, 4000, 1},
+	"ip6 hoplimit >= %d ip6 nexthdr tcp":                     {65, 64, 63, 255},
 }
 
 // cacheRuleset returns the rules of cacheRules in a base chain of the
