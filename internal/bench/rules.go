@@ -7,7 +7,9 @@
 // dport 1031 drop") generated in three kinds: uniform (every rule the same
 // shape, differing in constants), mixed (blocks of rules of four shapes,
 // IPv4 and IPv6) and heterogeneous (the shape changes from one rule to the
-// next, so that no two neighbours can share a lookup). Each rule can be
+// next, so that no two neighbours can share a lookup), and three kinds with
+// statements beyond a counter: accounting (a counter and no verdict),
+// logdrop (a log statement, then drop) and reject. Each rule can be
 // written as nft text and as the rule IR nft's netlink messages translate
 // to, and comes with a frame that it matches and no earlier rule does.
 package bench
@@ -45,10 +47,25 @@ const (
 	// networks of the nine lengths /32 to /24 in turn (the longest
 	// first, as first-match needs), P changing every nine rules.
 	Prefixes Kind = "prefixes"
+	// Accounting rules are "ip saddr A tcp dport P counter": they count
+	// and go on (no verdict), so a packet crosses every rule.
+	Accounting Kind = "accounting"
+	// LogDrop rules are "ip saddr A tcp dport P log prefix "blocked: "
+	// drop".
+	LogDrop Kind = "logdrop"
+	// Reject rules are "ip saddr A tcp dport P reject with tcp reset";
+	// only tc programs at netdev ingress can reject. Their frames are
+	// TCP resets, which the kernel answers with nothing, so that a
+	// frame stays the same over repeated runs (BPF_PROG_TEST_RUN runs a
+	// program again on the packet it left).
+	Reject Kind = "reject"
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{Uniform, Mixed, Heterogeneous, Ranges, Prefixes}
+var Kinds = []Kind{Uniform, Mixed, Heterogeneous, Ranges, Prefixes, Accounting, LogDrop, Reject}
+
+// LogPrefix is the prefix of LogDrop rules.
+const LogPrefix = "blocked: "
 
 // MixedBlock is the number of consecutive rules of one shape in a Mixed
 // ruleset.
@@ -65,6 +82,22 @@ type Rule struct {
 	SrcBits int
 	Counter bool
 	Accept  bool // else drop
+	// Log, when set, is the prefix of a log statement before the
+	// verdict; Reject replaces the verdict by "reject with tcp reset";
+	// Continue drops the verdict (the rule goes on).
+	Log      string
+	Reject   bool
+	Continue bool
+}
+
+// HitVerdict is the verdict a packet gets that r matches first, in a
+// chain of policy accept.
+func (r Rule) HitVerdict() ir.VerdictKind {
+	switch {
+	case r.Continue || r.Accept && !r.Reject:
+		return ir.VerdictAccept
+	}
+	return ir.VerdictDrop
 }
 
 // v6 reports whether r matches IPv6 packets only.
@@ -121,7 +154,16 @@ func Generate(k Kind, n int, v6 bool) []Rule {
 		case Prefixes:
 			shape = 6
 		}
-		out = append(out, shapeRule(shape, count[shape], v6))
+		r := shapeRule(shape, count[shape], v6)
+		switch k {
+		case Accounting:
+			r.Counter, r.Continue = true, true
+		case LogDrop:
+			r.Log = LogPrefix
+		case Reject:
+			r.Reject = true
+		}
+		out = append(out, r)
 		count[shape]++
 	}
 	return out
@@ -154,9 +196,16 @@ func (r Rule) NFT() string {
 	if r.Counter {
 		parts = append(parts, "counter")
 	}
-	if r.Accept {
+	if r.Log != "" {
+		parts = append(parts, fmt.Sprintf("log prefix %q", r.Log))
+	}
+	switch {
+	case r.Continue:
+	case r.Reject:
+		parts = append(parts, "reject with tcp reset")
+	case r.Accept:
 		parts = append(parts, "accept")
-	} else {
+	default:
 		parts = append(parts, "drop")
 	}
 	return strings.Join(parts, " ")
@@ -234,6 +283,15 @@ func (r Rule) IR(fam ir.Family) *ir.Rule {
 	if r.Counter {
 		s = append(s, &ir.Counter{})
 	}
+	if r.Log != "" {
+		s = append(s, &ir.Log{Prefix: r.Log, HasPrefix: true, Level: ir.LogDefault, HasLevel: true})
+	}
+	switch {
+	case r.Continue:
+		return &ir.Rule{Stmts: s}
+	case r.Reject:
+		return &ir.Rule{Stmts: append(s, &ir.Reject{Type: ir.RejectTCPReset})}
+	}
 	v := ir.VerdictDrop
 	if r.Accept {
 		v = ir.VerdictAccept
@@ -294,22 +352,26 @@ func (r Rule) Frame() []byte {
 	if dport == 0 {
 		dport = 9
 	}
-	return frame(src, dst, r.Proto, sport, dport)
+	flags := packet.TCPSyn
+	if r.Reject {
+		flags = packet.TCPRst
+	}
+	return frame(src, dst, r.Proto, sport, dport, flags)
 }
 
 // MissFrame is a TCP frame from 192.0.2.1 to 192.0.2.2, port 9, that no
 // generated rule matches.
 func MissFrame() []byte {
-	return frame(defaultSrc4, defaultDst4, packet.ProtoTCP, 40000, 9)
+	return frame(defaultSrc4, defaultDst4, packet.ProtoTCP, 40000, 9, packet.TCPSyn)
 }
 
-func frame(src, dst netip.Addr, proto uint8, sport, dport uint16) []byte {
+func frame(src, dst netip.Addr, proto uint8, sport, dport, tcpFlags uint16) []byte {
 	var l4 packet.Layer
 	switch proto {
 	case packet.ProtoUDP:
 		l4 = &packet.UDP{SrcPort: sport, DstPort: dport}
 	default:
-		l4 = &packet.TCP{SrcPort: sport, DstPort: dport, Flags: packet.TCPSyn, Window: 512}
+		l4 = &packet.TCP{SrcPort: sport, DstPort: dport, Flags: tcpFlags, Window: 512}
 	}
 	var l3 packet.Layer = &packet.IPv4{Src: src, Dst: dst}
 	if src.Is6() {

@@ -198,10 +198,10 @@ func measure(tgt codegen.Target, kind Kind, mode Mode, n int, d time.Duration) (
 		return r, fmt.Errorf("%d %s rules, no match: %w", n, kind, err)
 	}
 	if n > 0 {
-		if r.First, err = cost(l.Program, input(tgt.Type, rules[0].Frame()), tgt.Type, ir.VerdictDrop, d); err != nil {
+		if r.First, err = cost(l.Program, input(tgt.Type, rules[0].Frame()), tgt.Type, rules[0].HitVerdict(), d); err != nil {
 			return r, fmt.Errorf("%d %s rules, first rule: %w", n, kind, err)
 		}
-		if r.Last, err = cost(l.Program, input(tgt.Type, rules[n-1].Frame()), tgt.Type, ir.VerdictDrop, d); err != nil {
+		if r.Last, err = cost(l.Program, input(tgt.Type, rules[n-1].Frame()), tgt.Type, rules[n-1].HitVerdict(), d); err != nil {
 			return r, fmt.Errorf("%d %s rules, last rule: %w", n, kind, err)
 		}
 	}
