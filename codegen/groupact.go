@@ -249,7 +249,7 @@ const (
 	costMatch   = 12
 	costCounter = 14
 	costLog     = 150
-	costReject  = 1600
+	costReject  = 1000
 	costOther   = 40
 )
 

@@ -282,8 +282,9 @@ func eth4(proto byte, l4 []byte) []byte {
 }
 
 // attachBPF translates ruleset for s's fw namespace and attaches its
-// programs there as tcx (or XDP) programs.
-func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) {
+// programs there as tcx (or XDP) programs; it returns the rule groups
+// compiled.
+func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) int {
 	t.Helper()
 	ns, err := nsctx.OpenNetNS(fmt.Sprintf("/proc/self/fd/%d", s.fw.File().Fd()))
 	if err != nil {
@@ -297,7 +298,9 @@ func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) {
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
+	groups := 0
 	for _, p := range res.Programs {
+		groups += len(p.Program.Groups)
 		l, err := p.Program.Load()
 		if err != nil {
 			t.Fatalf("load: %v", err)
@@ -309,6 +312,7 @@ func attachBPF(t *testing.T, s *side, ruleset string, typ codegen.ProgramType) {
 		}
 		t.Cleanup(func() { lk.Close() })
 	}
+	return groups
 }
 
 // udp4 builds an Ethernet/IPv4/UDP frame from the peer to the fw device.
@@ -368,12 +372,26 @@ func TestRejectTwin(t *testing.T) {
 	}
 	rulesets := []struct {
 		name, rules string
+		groups      int // rule groups compiled
 	}{
-		{"tcp-reset", "tcp dport 80 reject with tcp reset"},
-		{"icmp-port-unreachable", "reject with icmp type port-unreachable"},
-		{"icmp-admin-prohibited", "reject with icmp type admin-prohibited"},
-		{"icmpx-host-unreachable", "reject with icmpx type host-unreachable"},
-		{"default", "reject"},
+		{"tcp-reset", "tcp dport 80 reject with tcp reset", 0},
+		{"icmp-port-unreachable", "reject with icmp type port-unreachable", 0},
+		{"icmp-admin-prohibited", "reject with icmp type admin-prohibited", 0},
+		{"icmpx-host-unreachable", "reject with icmpx type host-unreachable", 0},
+		{"default", "reject", 0},
+		// One rule group whose action blocks are three rejects and a
+		// counter without verdict.
+		{"group", strings.Join([]string{
+			"tcp dport 81 reject with tcp reset",
+			"tcp dport 80 counter",
+			"tcp dport 82 reject with tcp reset",
+			"udp dport 53 counter reject with icmpx type admin-prohibited",
+			"tcp dport 79 reject with tcp reset",
+			"udp dport 54 reject with icmpx type host-unreachable",
+			"udp dport 55 reject with icmpx type host-unreachable",
+			"tcp dport 83 reject with icmpx type port-unreachable",
+			"udp dport 56 counter",
+		}, "\n\t\t") + "\n\t\ttcp dport 80 reject with tcp reset", 1},
 	}
 	for _, rs := range rulesets {
 		t.Run(rs.name, func(t *testing.T) {
@@ -384,7 +402,9 @@ func TestRejectTwin(t *testing.T) {
 			if _, err := kern.fw.Run(text(kern), "nft", "-f", "-"); err != nil {
 				t.Fatal(err)
 			}
-			attachBPF(t, bpf, text(bpf), codegen.TC)
+			if g := attachBPF(t, bpf, text(bpf), codegen.TC); g != rs.groups {
+				t.Fatalf("%d rule groups compiled, want %d", g, rs.groups)
+			}
 			replies := 0
 			for _, f := range frames {
 				t.Run(f.name, func(t *testing.T) {
