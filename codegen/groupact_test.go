@@ -367,3 +367,48 @@ func TestGroupDispatch(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGroupDispatch measures, on XDP, the packet of the last of
+// 1,000 rules that each jump to a chain of their own (grouped: a few
+// lookups and a binary search over hundreds of action blocks each;
+// straight-line: every rule's compare) and a packet no rule matches.
+func BenchmarkGroupDispatch(bm *testing.B) {
+	privileged(bm)
+	const n = 1000
+	var rules []*ir.Rule
+	var user []*ir.Chain
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("c%d", i)
+		rules = append(rules, udpPort(uint16(1000+i), jump(name)))
+		user = append(user, &ir.Chain{Name: name, Rules: []*ir.Rule{rule(eq(meta(ir.MetaL4Proto), b(protoUDP)), counter, drop)}})
+	}
+	fl := netdevFlavours()[0]
+	for _, mode := range []string{"grouped", "linear"} {
+		tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules, user...)
+		p, err := CompileWith(tab, c, fl.tgt, Options{Linear: mode == "linear"})
+		if err != nil {
+			bm.Fatal(err)
+		}
+		l, err := p.Load()
+		if err != nil {
+			bm.Fatal(err)
+		}
+		for _, f := range []struct {
+			name  string
+			frame []byte
+			want  ir.VerdictKind
+		}{{"last", udp4(1000 + n - 1), ir.VerdictDrop}, {"miss", udp4(999), ir.VerdictAccept}} {
+			bm.Run(mode+"/"+f.name, func(bm *testing.B) {
+				ret, per, err := l.Program.Benchmark(f.frame, bm.N, nil)
+				if err != nil {
+					bm.Fatal(err)
+				}
+				if v, _ := VerdictOf(XDP, ret); v != f.want {
+					bm.Fatalf("verdict %s, want %s", vname(v), vname(f.want))
+				}
+				bm.ReportMetric(float64(per.Nanoseconds()), "ns/packet")
+			})
+		}
+		l.Close()
+	}
+}
