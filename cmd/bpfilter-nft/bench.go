@@ -17,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D] [--sender xdp|packet] [--plot FILE]] [--reload [--reload-rules N]]",
+		args:    "[--types xdp,tc,nf] [--kinds uniform,mixed,heterogeneous,ranges,prefixes,accounting,logdrop,reject] [--modes linear,grouped] [--sizes 0,10,…] [--time D] [-v] [--veth [--veth-time D] [--sender xdp|packet] [--plot FILE]] [--reload [--reload-rules N]]",
 		summary: "per-packet cost, compile and load time of generated rulesets, as ratios to an empty program",
 		run:     runBench,
 	})
@@ -27,7 +27,9 @@ const benchHelp = `
 Generates rulesets of each size and kind (uniform: "ip saddr A tcp dport P
 drop" differing in constants; mixed: blocks of IPv4/IPv6 address and port
 rules; heterogeneous: a different shape at every rule; ranges: port ranges of
-twelve widths; prefixes: nested source prefixes /24 to /32), compiles them as
+twelve widths; prefixes: nested source prefixes /24 to /32; accounting: address
+and port rules with a counter and no verdict; logdrop: … log prefix, drop;
+reject: … reject with tcp reset, tc only), compiles them as
 straight-line code (linear) and with rule groups (grouped, the default code),
 loads them, and measures with BPF_PROG_TEST_RUN the time per packet of a
 packet the first rule drops, one the last rule drops and one no rule matches,
