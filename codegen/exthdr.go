@@ -6,10 +6,6 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 )
 
-// ipv6ExtHdrs are the headers ipv6_ext_hdr() accepts, NEXTHDR_NONE
-// excluded.
-var ipv6ExtHdrs = []int32{0, 43, 44, 51, 60}
-
 // loadExthdr places the register image of an IPv6 extension header Field
 // in the buffer, or jumps to fail where nf_tables would break (see
 // ir.ExthdrMode). The header is found as ipv6_find_hdr does with the
@@ -99,96 +95,26 @@ func (g *gen) loadExthdr(f *ir.Field, span uint32, fail string) error {
 // extension header), to missing where ipv6_find_hdr returns -ENOENT and
 // to malformed where it returns -EBADMSG.
 func (g *gen) findHdr(target int32, found, missing, malformed string) {
-	loop := g.b.newLabel("xh_loop")
-	isExt := g.b.newLabel("xh_ext")
-	load4 := g.b.newLabel("xh_load4")
-	loaded := g.b.newLabel("xh_loaded")
-	notFrag := g.b.newLabel("xh_notfrag")
-	step := g.b.newLabel("xh_step")
-	optlen := g.b.newLabel("xh_optlen")
-	targetIsExt := isIPv6ExtHdr(target)
-
-	g.b.label(loop)
-	g.b.emit(
-		asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.JCOND), Offset: -1}.WithReference(missing),
-		asm.LoadMem(asm.R7, asm.R10, slotT1, asm.DWord),
-		asm.LoadMem(asm.R8, asm.R10, slotT2, asm.DWord),
-		// Offsets this far cannot be read: the walk only gets here
-		// over headers read from the packet.
-		asm.JGT.Imm(asm.R8, 0xffffff, malformed),
-	)
-	if !targetIsExt {
-		// A protocol (or NEXTHDR_NONE) as target ends the walk where
-		// it is met, unread.
-		g.b.emit(asm.JEq.Imm(asm.R7, target, found))
-	}
-	for _, p := range ipv6ExtHdrs {
-		g.b.emit(asm.JEq.Imm(asm.R7, p, isExt))
-	}
-	g.b.emit(asm.Ja.Label(missing))
-
-	g.b.label(isExt)
-	g.b.emit(
-		asm.Mov.Reg(asm.R2, asm.R8),
-		// Routing: struct ipv6_rt_hdr is read too; fragment: frag_off.
-		asm.JEq.Imm(asm.R7, 43, load4),
-		asm.JEq.Imm(asm.R7, 44, load4),
-	)
-	g.loadBytes(bufOff, 2)
-	g.b.emit(asm.Ja.Label(loaded))
-	g.b.label(load4)
-	g.loadBytes(bufOff, 4)
-	g.b.label(loaded)
-	g.b.emit(
-		asm.JNE.Imm(asm.R0, 0, malformed),
-		asm.Mov.Imm(asm.R9, 8),
-		asm.JNE.Imm(asm.R7, 44, notFrag),
-	)
-	g.loadBE16(asm.R1, 2)
-	g.b.emit(
-		asm.And.Imm(asm.R1, 0xfff8),
-		asm.JEq.Imm(asm.R1, 0, step),
-	)
-	// A non-first fragment hides what follows it: -ENOENT, unless the
-	// fragment header itself is the target.
-	if target == 44 {
-		g.b.emit(asm.Ja.Label(found))
-	} else {
-		g.b.emit(asm.Ja.Label(missing))
-	}
-	g.b.label(notFrag)
-	g.b.emit(
-		asm.LoadMem(asm.R9, asm.R10, bufOff+1, asm.Byte),
-		asm.JNE.Imm(asm.R7, 51, optlen),
-		// AH: (hdrlen + 2) * 4 bytes.
-		asm.Add.Imm(asm.R9, 2),
-		asm.LSh.Imm(asm.R9, 2),
-		asm.Ja.Label(step),
-	)
-	g.b.label(optlen)
-	g.b.emit(
-		// ipv6_optlen: (hdrlen + 1) * 8 bytes.
-		asm.Add.Imm(asm.R9, 1),
-		asm.LSh.Imm(asm.R9, 3),
-	)
-	g.b.label(step)
-	if targetIsExt {
-		g.b.emit(asm.JEq.Imm(asm.R7, target, found))
-	}
-	g.b.emit(
-		asm.LoadMem(asm.R7, asm.R10, bufOff, asm.Byte),
-		asm.StoreMem(asm.R10, slotT1, asm.R7, asm.DWord),
-		asm.Add.Reg(asm.R8, asm.R9),
-	)
-	g.launder(asm.R8, slotT2)
-	g.b.emit(asm.Ja.Label(loop))
+	g.ipv6ExtWalk(findHdrWalk(target, found, missing, malformed))
 }
 
-func isIPv6ExtHdr(p int32) bool {
-	for _, x := range ipv6ExtHdrs {
-		if x == p {
-			return true
-		}
+// findHdrWalk is the walk of findHdr.
+func findHdrWalk(target int32, found, missing, malformed string) ipv6Walk {
+	w := ipv6Walk{
+		proto: slotT1, off: slotT2, hdr: bufOff,
+		// Any other header that is no extension header: -ENOENT.
+		end:       missing,
+		laterFrag: missing, // a later fragment hides what follows it
+		bad:       malformed,
+		exhausted: missing,
 	}
-	return false
+	if isIPv6ExtHdr(target) {
+		// An extension header is found once its first bytes are read,
+		// a later fragment's header too when it is the target.
+		w.read = []walkExit{{target, found}}
+	} else {
+		// A protocol (or NEXTHDR_NONE) is found where it is met.
+		w.meet = []walkExit{{target, found}}
+	}
+	return w
 }

@@ -392,11 +392,19 @@ func (g *gen) pktinfoIPv4(validate bool) {
 	)
 }
 
-// ipv6ExtHdr jumps to yes if the protocol number in reg is one
-// ipv6_ext_hdr() accepts, NEXTHDR_NONE excluded (ESP is not one).
-func (g *gen) ipv6ExtHdr(reg asm.Register, yes string) {
-	for _, p := range ipv6ExtHdrs {
-		g.b.emit(asm.JEq.Imm(reg, p, yes))
+// pktinfoWalk is the walk of pktinfoIPv6: ipv6_find_hdr with target -1 and
+// IP6_FH_F_AUTH. The protocol is the first header that is no extension
+// header (NEXTHDR_NONE included), or AH; it ends at found with both in R7
+// and R8, at later at a later fragment (its offset in R1), and leaves
+// pktinfo without a transport header where ipv6_find_hdr fails.
+func pktinfoWalk(found, later string) ipv6Walk {
+	return ipv6Walk{
+		proto: slotT1, off: slotT2, hdr: bufOff,
+		end:       found,
+		read:      []walkExit{{nextHdrAuth, found}},
+		laterFrag: later,
+		bad:       labelPktOK,
+		exhausted: labelPktOK,
 	}
 }
 
@@ -418,15 +426,8 @@ func (g *gen) launder(reg asm.Register, slot int16) {
 // __nft_set_pktinfo_ipv6_validate, including ipv6_find_hdr's walk over
 // extension headers (target -1, IP6_FH_F_AUTH).
 func (g *gen) pktinfoIPv6(validate bool) {
-	loop := g.b.newLabel("v6_loop")
-	isExt := g.b.newLabel("v6_ext")
-	load2 := g.b.newLabel("v6_load2")
-	loaded := g.b.newLabel("v6_loaded")
-	notFrag := g.b.newLabel("v6_notfrag")
-	generic := g.b.newLabel("v6_generic")
-	advance := g.b.newLabel("v6_advance")
 	found := g.b.newLabel("v6_found")
-	fragLast := g.b.newLabel("v6_fraglast")
+	fragLater := g.b.newLabel("v6_fraglater")
 
 	g.b.emit(asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord))
 	g.loadBytes(bufOff, 40)
@@ -453,41 +454,15 @@ func (g *gen) pktinfoIPv6(validate bool) {
 		asm.Add.Imm(asm.R8, 40),
 	)
 	g.launder(asm.R8, slotT2)
+	g.ipv6ExtWalk(pktinfoWalk(found, fragLater))
 
-	g.b.label(loop)
-	g.b.emit(
-		asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.JCOND), Offset: -1}.WithReference(labelPktOK),
-		asm.LoadMem(asm.R7, asm.R10, slotT1, asm.DWord),
-		asm.LoadMem(asm.R8, asm.R10, slotT2, asm.DWord),
-	)
-	g.ipv6ExtHdr(asm.R7, isExt)
-	g.b.emit(asm.Ja.Label(found))
-	g.b.label(isExt)
-	g.b.emit(
-		asm.Mov.Reg(asm.R2, asm.R8),
-		asm.JEq.Imm(asm.R7, 43, load2), // routing: struct ipv6_rt_hdr, 4 bytes
-		asm.JEq.Imm(asm.R7, 44, load2), // fragment: frag_off at +2
-	)
-	g.loadBytes(bufOff, 2)
-	g.b.emit(asm.Ja.Label(loaded))
-	g.b.label(load2)
-	g.loadBytes(bufOff, 4)
-	g.b.label(loaded)
-	g.b.emit(
-		asm.JNE.Imm(asm.R0, 0, labelPktOK),
-		asm.Mov.Imm(asm.R9, 8),
-		asm.JNE.Imm(asm.R7, 44, notFrag),
-	)
-	g.loadBE16(asm.R1, 2)
-	g.b.emit(
-		asm.And.Imm(asm.R1, 0xfff8),
-		asm.JEq.Imm(asm.R1, 0, advance),
-		// Non-first fragment: the header after it is the protocol, unless
-		// it is another extension header (then ipv6_find_hdr fails).
-		asm.LoadMem(asm.R7, asm.R10, bufOff, asm.Byte),
-	)
-	g.ipv6ExtHdr(asm.R7, labelPktOK)
-	g.b.label(fragLast)
+	// Non-first fragment: the header after it is the protocol, unless it
+	// is another extension header (then ipv6_find_hdr fails).
+	g.b.label(fragLater)
+	g.b.emit(asm.LoadMem(asm.R7, asm.R10, bufOff, asm.Byte))
+	for _, p := range ipv6ExtHdrs {
+		g.b.emit(asm.JEq.Imm(asm.R7, p, labelPktOK))
+	}
 	g.b.emit(
 		asm.StoreMem(asm.R10, slotFrag, asm.R1, asm.DWord),
 		asm.StoreMem(asm.R10, slotTProt, asm.R7, asm.DWord),
@@ -496,24 +471,6 @@ func (g *gen) pktinfoIPv6(validate bool) {
 		stImm64(asm.R10, slotL4, 1),
 		asm.Ja.Label(labelPktOK),
 	)
-	g.b.label(notFrag)
-	g.b.emit(
-		asm.JEq.Imm(asm.R7, 51, found), // AH ends the walk (IP6_FH_F_AUTH)
-	)
-	g.b.label(generic)
-	g.b.emit(
-		asm.LoadMem(asm.R9, asm.R10, bufOff+1, asm.Byte),
-		asm.Add.Imm(asm.R9, 1),
-		asm.LSh.Imm(asm.R9, 3),
-	)
-	g.b.label(advance)
-	g.b.emit(
-		asm.LoadMem(asm.R7, asm.R10, bufOff, asm.Byte),
-		asm.StoreMem(asm.R10, slotT1, asm.R7, asm.DWord),
-		asm.Add.Reg(asm.R8, asm.R9),
-	)
-	g.launder(asm.R8, slotT2)
-	g.b.emit(asm.Ja.Label(loop))
 
 	g.b.label(found)
 	g.b.emit(

@@ -50,7 +50,7 @@ const (
 	rjTot       = rjHdr + 88  // IPv4 tot_len of the original, then of the reply
 	rjCsumValid = rjHdr + 96  // skb->csum_valid (tc)
 	rjProto     = rjHdr + 104 // IPv6: the protocol ipv6_skip_exthdr found
-	rjFragOff   = rjHdr + 112 // IPv6: the fragment offset field it found (host order)
+	rjFragOff   = rjHdr + 112 // IPv6: the offset of the later fragment it stopped at (host order, flags masked), or 0
 )
 
 // Checksum states of an skb (include/linux/skbuff.h).

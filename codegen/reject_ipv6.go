@@ -27,90 +27,42 @@ func (g *gen) rejectV6Validate() error {
 
 // rejectV6Skip is ipv6_skip_exthdr from the end of the fixed header, in
 // an skb of rjTot bytes: it leaves the transport header offset (from the
-// network header) in rjIHL, the protocol in rjProto and the last fragment
-// offset field in rjFragOff; where ipv6_skip_exthdr fails (-1) the frame
-// is dropped without a reply, as both of its callers do.
+// network header) in rjIHL, the protocol in rjProto and, where it stops at
+// a later fragment, the fragment's offset in rjFragOff (else 0); where
+// ipv6_skip_exthdr fails (-1) the frame is dropped without a reply, as
+// both of its callers do.
 func (g *gen) rejectV6Skip() {
-	loop := g.b.newLabel("rj_skip")
-	isExt := g.b.newLabel("rj_skip_ext")
-	frag := g.b.newLabel("rj_skip_frag")
-	auth := g.b.newLabel("rj_skip_auth")
-	next := g.b.newLabel("rj_skip_next")
+	later := g.b.newLabel("rj_skip_later")
 	done := g.b.newLabel("rj_skip_done")
 	g.b.emit(
 		stImm64(asm.R10, rjFragOff, 0),
 		asm.LoadMem(asm.R0, asm.R10, rjNet+6, asm.Byte),
-	)
-	g.launder(asm.R0, rjProto)
-	g.b.emit(asm.Mov.Imm(asm.R0, 40))
-	g.launder(asm.R0, rjIHL)
-	g.b.label(loop)
-	g.b.emit(
-		asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.JCOND), Offset: -1}.WithReference(labelDrop),
-		asm.LoadMem(asm.R7, asm.R10, rjProto, asm.DWord),
-		asm.LoadMem(asm.R8, asm.R10, rjIHL, asm.DWord),
-		asm.JGT.Imm(asm.R8, 0xffffff, labelDrop),
-	)
-	for _, p := range []int32{0, 43, 44, 51, 60} {
-		g.b.emit(asm.JEq.Imm(asm.R7, p, isExt))
-	}
-	g.b.emit(
-		asm.JEq.Imm(asm.R7, 59, labelDrop), // NEXTHDR_NONE
-		asm.Ja.Label(done),
-	)
-	g.b.label(isExt)
-	g.b.emit(
-		// skb_header_pointer of the 2-byte struct ipv6_opt_hdr.
-		asm.Mov.Reg(asm.R0, asm.R8),
-		asm.Add.Imm(asm.R0, 2),
-		asm.LoadMem(asm.R1, asm.R10, rjTot, asm.DWord),
-		asm.JGT.Reg(asm.R0, asm.R1, labelDrop),
-		asm.LoadMem(asm.R2, asm.R10, slotNH, asm.DWord),
-		asm.Add.Reg(asm.R2, asm.R8),
-	)
-	g.loadBytes(rjL4, 4)
-	g.b.emit(
-		asm.JNE.Imm(asm.R0, 0, labelDrop),
-		asm.JEq.Imm(asm.R7, 44, frag),
-		asm.JEq.Imm(asm.R7, 51, auth),
-		asm.LoadMem(asm.R9, asm.R10, rjL4+1, asm.Byte),
-		asm.Add.Imm(asm.R9, 1),
-		asm.LSh.Imm(asm.R9, 3),
-		asm.Ja.Label(next),
-	)
-	g.b.label(auth)
-	g.b.emit(
-		asm.LoadMem(asm.R9, asm.R10, rjL4+1, asm.Byte),
-		asm.Add.Imm(asm.R9, 2),
-		asm.LSh.Imm(asm.R9, 2),
-		asm.Ja.Label(next),
-	)
-	g.b.label(frag)
-	g.b.emit(
-		asm.Mov.Reg(asm.R0, asm.R8),
-		asm.Add.Imm(asm.R0, 4),
-		asm.LoadMem(asm.R1, asm.R10, rjTot, asm.DWord),
-		asm.JGT.Reg(asm.R0, asm.R1, labelDrop),
-		asm.LoadMem(asm.R0, asm.R10, rjL4+2, asm.Half),
-		asm.BSwap(asm.R0, asm.Half),
-		asm.StoreMem(asm.R10, rjFragOff, asm.R0, asm.DWord),
-		asm.And.Imm(asm.R0, ^7),
-		// A later fragment: the walk stops at the fragment header.
-		asm.JNE.Imm(asm.R0, 0, done),
-		asm.Mov.Imm(asm.R9, 8),
-	)
-	g.b.label(next)
-	g.b.emit(
-		asm.LoadMem(asm.R0, asm.R10, rjL4, asm.Byte),
-	)
-	g.launder(asm.R0, rjProto)
-	g.b.emit(
-		asm.Mov.Reg(asm.R0, asm.R8),
-		asm.Add.Reg(asm.R0, asm.R9),
+		asm.StoreMem(asm.R10, rjProto, asm.R0, asm.DWord),
+		asm.Mov.Imm(asm.R0, 40),
 	)
 	g.launder(asm.R0, rjIHL)
-	g.b.emit(asm.Ja.Label(loop))
+	g.ipv6ExtWalk(skipExthdrWalk(done, later))
+	// A later fragment: the walk stops at the fragment header.
+	g.b.label(later)
+	g.b.emit(asm.StoreMem(asm.R10, rjFragOff, asm.R1, asm.DWord))
 	g.b.label(done)
+}
+
+// skipExthdrWalk is the walk of rejectV6Skip: it ends at done with the
+// protocol and offset in rjProto and rjIHL, at later at a later fragment
+// (its offset in R1), and drops the frame where ipv6_skip_exthdr fails.
+// A routing header is read with four bytes where ipv6_skip_exthdr reads
+// two: with two or three left in the packet the kernel's walk goes on past
+// the packet's end, and both callers drop the frame then too.
+func skipExthdrWalk(done, later string) ipv6Walk {
+	return ipv6Walk{
+		proto: rjProto, off: rjIHL, base: slotNH, hdr: rjL4, limit: rjTot,
+		meet:      []walkExit{{nextHdrNone, labelDrop}}, // NEXTHDR_NONE fails
+		end:       done,
+		laterFrag: later,
+		bad:       labelDrop,
+		exhausted: labelDrop,
+	}
 }
 
 // rejectV6Pseudo writes the IPv6 pseudo header of the original (its
