@@ -71,6 +71,10 @@ type PrintOptions struct {
 	// Objects, when set, gives the live state of a named object of the
 	// table; counters print it as "packets N bytes M", quotas as "used N".
 	Objects func(fam Family, table string, o *Object) (ObjectState, bool)
+	// RuleText, when set, gives a rule's text (FormatRule) where no live
+	// value goes into it, for callers that have formatted the rules
+	// already.
+	RuleText func(fam Family, r *Rule) string
 }
 
 // Print writes the ruleset in nft syntax, as `nft list ruleset` would.
@@ -141,7 +145,12 @@ func (t *Table) PrintWith(w io.Writer, opts PrintOptions) error {
 				chain, handle := c.Name, r.Handle
 				ro.quota = func(stmt int) (uint64, bool) { return opts.Quotas(chain, handle, stmt) }
 			}
-			line := formatRule(t.Family, r, ro)
+			var line string
+			if opts.RuleText != nil && ro.counter == nil && ro.quota == nil {
+				line = opts.RuleText(t.Family, r)
+			} else {
+				line = formatRule(t.Family, r, ro)
+			}
 			if opts.Handles {
 				line += fmt.Sprintf(" # handle %d", r.Handle)
 			}

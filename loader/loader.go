@@ -209,7 +209,7 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	man := &state.Manifest{Generation: gen}
 	var text strings.Builder
-	if err := res.Ruleset.Print(&text); err != nil {
+	if err := res.Ruleset.PrintWith(&text, ir.PrintOptions{RuleText: res.RuleText}); err != nil {
 		return err
 	}
 	man.Ruleset = text.String()
@@ -619,7 +619,7 @@ func prepareCounters(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 		for _, c := range t.Chains {
 			occ := map[string]int{}
 			for _, r := range c.Rules {
-				text := ir.FormatRule(t.Family, r)
+				text := res.RuleText(t.Family, r)
 				n := occ[text]
 				occ[text]++
 				rule := state.Rule{Family: t.Family.String(), Table: t.Name, Chain: c.Name, Handle: r.Handle, Text: text, Slots: []uint32{}}

@@ -102,7 +102,7 @@ func prepareStateful(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 		for _, c := range t.Chains {
 			occ := map[string]int{}
 			for _, r := range c.Rules {
-				text := ir.FormatRule(t.Family, r)
+				text := res.RuleText(t.Family, r)
 				n := occ[text]
 				occ[text]++
 				var rec *state.Rule

@@ -276,11 +276,15 @@ func (t *target) editRule(stdout io.Writer, g rulesetFlags, name, change string,
 		return err
 	}
 	defer unlock()
-	current, err := t.storedText()
-	if err != nil {
+	// Only the text: the counters' values (loader.Load) are not needed.
+	var current string
+	switch man, err := t.st.ReadManifest(state.StateName); {
+	case err == nil:
+		current = man.Ruleset
+	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	if !settimeouts.Mentioned(current) {
+	if !settimeouts.Mentioned(current) && !t.st.Exists(state.NextName) {
 		if cur, cache, err := fastedit.Load(t.st, current); err == nil {
 			if next, e, err := fastedit.Apply(cur, cmd, fastedit.NftParser(nftfile.Options{TargetNetNS: t.ns.File()})); err == nil {
 				return t.applyDecoded(stdout, g, name, next, func(stored string) error {

@@ -69,13 +69,20 @@ func (c *CompileCache) Len() int {
 }
 
 // tableText prints t with rule handles, the part of a compile cache key
-// that stands for the IR; texts memoises it per table for one Translate.
-func tableText(t *ir.Table, texts map[*ir.Table]string) (string, error) {
+// that stands for the IR; texts memoises it per table for one Translate,
+// rules holds the rules' texts.
+func tableText(t *ir.Table, texts map[*ir.Table]string, rules map[*ir.Rule]string) (string, error) {
 	if s, ok := texts[t]; ok {
 		return s, nil
 	}
 	var b strings.Builder
-	if err := t.PrintWith(&b, ir.PrintOptions{Handles: true}); err != nil {
+	opts := ir.PrintOptions{Handles: true, RuleText: func(fam ir.Family, r *ir.Rule) string {
+		if s, ok := rules[r]; ok {
+			return s
+		}
+		return ir.FormatRule(fam, r)
+	}}
+	if err := t.PrintWith(&b, opts); err != nil {
 		return "", err
 	}
 	texts[t] = b.String()

@@ -105,7 +105,7 @@ func targets(t *ir.Table, c *ir.Chain, opts Options) ([]chosenTarget, error) {
 // With opts.Cache, a chain compiled before from the same inputs (and
 // without refusals) is served from the cache. texts memoises the tables'
 // texts that cache keys hash.
-func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string, texts map[*ir.Table]string) ([]*ChainProgram, error) {
+func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]string, texts map[*ir.Table]string, rules map[*ir.Rule]string) ([]*ChainProgram, error) {
 	targets, err := targets(t, c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
@@ -120,7 +120,7 @@ func compileChain(t *ir.Table, c *ir.Chain, opts Options, refused map[ruleKey]st
 		var key [32]byte
 		cached := opts.Cache != nil && len(skip) == 0
 		if cached {
-			text, err := tableText(t, texts)
+			text, err := tableText(t, texts, rules)
 			if err != nil {
 				return nil, fmt.Errorf("table %s %s: %w", t.Family, t.Name, err)
 			}

@@ -85,6 +85,18 @@ type Result struct {
 	// Lifted and Compiled are how long lifting the netlink objects to
 	// IR and compiling the base chains took.
 	Lifted, Compiled time.Duration
+
+	// texts holds every rule's text (ir.FormatRule), formatted once.
+	texts map[*ir.Rule]string
+}
+
+// RuleText returns ir.FormatRule(fam, r), formatted once per translation
+// for the rules of Ruleset.
+func (r *Result) RuleText(fam ir.Family, rule *ir.Rule) string {
+	if s, ok := r.texts[rule]; ok {
+		return s
+	}
+	return ir.FormatRule(fam, rule)
 }
 
 // Err returns an error naming every rule that was not compiled, or nil.
@@ -135,7 +147,7 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Ruleset: lifted.Ruleset, Lifted: time.Since(start)}
+	res := &Result{Ruleset: lifted.Ruleset, Lifted: time.Since(start), texts: ruleTexts(lifted.Ruleset)}
 	start = time.Now()
 	defer func() { res.Compiled = time.Since(start) }()
 	failed := map[ruleKey]*translate.RuleError{}
@@ -150,7 +162,7 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 			if c.Base == nil {
 				continue
 			}
-			progs, err := compileChain(t, c, opts, refused, tableTexts)
+			progs, err := compileChain(t, c, opts, refused, tableTexts, res.texts)
 			if err != nil {
 				return nil, err
 			}
@@ -159,7 +171,14 @@ func Translate(rs *nlmsg.Ruleset, opts Options) (*Result, error) {
 		}
 	}
 	// Report rules in ruleset order, lifted or not.
-	texts := ruleTexts(lifted.Ruleset)
+	texts := map[ruleKey]string{}
+	for _, t := range lifted.Ruleset.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				texts[ruleKey{t.Family, t.Name, c.Name, r.Handle}] = res.texts[r]
+			}
+		}
+	}
 	for _, r := range rs.Rules {
 		k := ruleKey{ir.Family(r.Family), r.Table, r.Chain, r.Handle}
 		rr := RuleReport{Family: k.fam, Table: r.Table, Chain: r.Chain, Handle: r.Handle}
@@ -198,13 +217,13 @@ func errString(expr int, kind string, err error) string {
 	return fmt.Sprintf("expression %d (%s): %v", expr+1, kind, err)
 }
 
-// ruleTexts returns every rule of rs in nft syntax, by rule.
-func ruleTexts(rs *ir.Ruleset) map[ruleKey]string {
-	out := map[ruleKey]string{}
+// ruleTexts returns every rule of rs in nft syntax.
+func ruleTexts(rs *ir.Ruleset) map[*ir.Rule]string {
+	out := map[*ir.Rule]string{}
 	for _, t := range rs.Tables {
 		for _, c := range t.Chains {
 			for _, r := range c.Rules {
-				out[ruleKey{t.Family, t.Name, c.Name, r.Handle}] = ir.FormatRule(t.Family, r)
+				out[r] = ir.FormatRule(t.Family, r)
 			}
 		}
 	}
