@@ -52,8 +52,10 @@ func openSession(target *nsctx.NetNS, stored, nft string) (*session, error) {
 			return fmt.Errorf("nfnetlink socket: %w", err)
 		}
 		s.fd = fd
-		// Room for the ACK of every message of a large batch.
+		// Room for the ACK of every message of a large batch, and for
+		// the batch itself (one message: 4 MiB for 10,000 rules).
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 64<<20)
 		return unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 	})
 	if err != nil {

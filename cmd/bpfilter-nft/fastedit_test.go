@@ -207,3 +207,42 @@ table netdev f {
 		t.Errorf("deleted rule still listed:\n%s", final)
 	}
 }
+
+// TestDaemonLargeRuleset: a ruleset of 3,000 rules (a batch of about 1.2
+// MiB, beyond a Unix socket's default send buffer) loads through the
+// daemon, and a rule edit of it is applied by the daemon itself.
+func TestDaemonLargeRuleset(t *testing.T) {
+	privtest.Require(t)
+	sock, root := startDaemon(t, codegen.TC)
+	ns, nsPath := scratchNetNS(t)
+	var b strings.Builder
+	b.WriteString("flush ruleset\ntable ip big {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n")
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, "\t\tip saddr 198.51.100.%d tcp dport %d counter drop\n", 1+i%250, 1024+i/250)
+	}
+	b.WriteString("\t}\n}\n")
+	file := t.TempDir() + "/big.nft"
+	writeFile(t, file, b.String())
+	cli := func(args ...string) {
+		t.Helper()
+		if out, errOut, code := runCLI(append([]string{"--socket", sock, "--netns", nsPath}, args...)...); code != 0 {
+			t.Fatalf("%v: exit %d: %s %s", args, code, out, errOut)
+		}
+	}
+	cli("-f", file)
+	cli("replace", "rule", "ip", "big", "input", "handle", "1500", "ip", "saddr", "203.0.113.9", "counter", "accept")
+	st, err := state.Open(ns, state.Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := st.ReadManifest(state.StateName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(man.Ruleset, "counter"); n != 3000 || !strings.Contains(man.Ruleset, "ip saddr 203.0.113.9 counter accept") {
+		t.Errorf("stored ruleset has %d rules with counters, the edit %v", n, strings.Contains(man.Ruleset, "203.0.113.9"))
+	}
+	if !st.Exists(fastedit.LogName) {
+		t.Error("the daemon did not log the edit in its decoded-ruleset cache")
+	}
+}

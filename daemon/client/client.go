@@ -75,11 +75,23 @@ type Socket struct {
 	buf  []byte
 }
 
+// maxBatch is the send buffer the client asks for: a batch of 10,000
+// rules is about 4 MiB.
+const maxBatch = 64 << 20
+
 // DialSocket connects to the daemon at path.
 func DialSocket(path string, opts ...Option) (*Socket, error) {
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("bpfilter-nft daemon: %w", err)
+	}
+	// A batch travels as one datagram, which must fit the socket's send
+	// buffer: room for large rulesets (the kernel's own limit still
+	// applies; without CAP_NET_ADMIN the default stays).
+	if rc, err := c.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxBatch)
+		})
 	}
 	s := &Socket{c: c, buf: make([]byte, 1<<20)}
 	for _, o := range opts {
