@@ -79,6 +79,9 @@ type gen struct {
 	// groupHandle: log statements take the rule's handle from
 	// slotGroupHandle (a group's action block, groupact.go).
 	groupHandle bool
+	// groupState: limit and quota statements take their state slot from
+	// slotGroupState (groupact.go).
+	groupState bool
 
 	// entryJump, rulesPos and policyPos locate the prologue's jump to
 	// the rules, the first rule and the policy; cuts are the rule

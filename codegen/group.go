@@ -42,14 +42,15 @@ import (
 //     the next rule of the run; none of those can match (no repeated
 //     key), so execution resumes behind the run.
 //
-// Rules qualify when they consist of matches, then at most one counter
-// and statements whose effect does not depend on the rule (log, meta mark
-// set), then an accept, drop, return, jump, goto or continue verdict, a
-// reject, or nothing. Rules with the same statements and verdict share
-// one action block (groupact.go): the code after the lookup runs the
-// block the map value names. A rule that goes on after it matched (no
-// verdict, continue, jump) is treated as a jump is: its run has one class
-// and its key is held by no later rule of the run. A match position is
+// Rules qualify when they consist of matches, then at most one counter,
+// log and meta mark set statements and at most one limit or quota, then
+// an accept, drop, return, jump, goto or continue verdict, a reject, or
+// nothing. Rules with the same statements and verdict share one action
+// block (groupact.go): the code after the lookup runs the block the map
+// value names. A rule that goes on after it matched (no verdict,
+// continue, jump, or its limit or quota ended it) is treated as a jump
+// is: its run has one class and its key is held by no later rule of the
+// run. A match position is
 // part of the key when it is an equality (nft_cmp eq) in every rule; every
 // other match (ranges, sets, inequalities) must be the same in all rules
 // of the run and becomes a guard, tested before the lookup.
@@ -109,8 +110,8 @@ type GroupMap struct {
 	// Chain and Handles name the grouped rules.
 	Chain   string
 	Handles []uint64
-	// withHandle: the values carry the rules' handles.
-	withHandle bool
+	// wide: the values carry the rules' state slots and handles.
+	wide bool
 }
 
 // GroupValue is what a group lookup finds for a key: the first rule with
@@ -122,20 +123,25 @@ type GroupValue struct {
 	Rule    uint32
 	Counter int32
 	Action  uint32
-	Handle  uint64
+	// State is the state slot (Program.StateSlots) of the rule's limit
+	// or quota, or -1; in the map only where an action block keeps state.
+	State  int32
+	Handle uint64
 }
 
-// Group map value sizes: rule, counter and action, then (with handle)
-// 4 bytes of padding and the rule's handle.
+// Group map value sizes: rule, counter and action; wide values (where an
+// action block logs or keeps state) add the state slot and the rule's
+// handle.
 const (
-	groupValueSize       = 12
-	groupValueSizeHandle = 24
-	groupValueHandleOff  = 16
+	groupValueSize      = 12
+	groupValueSizeWide  = 24
+	groupValueStateOff  = 12
+	groupValueHandleOff = 16
 )
 
-// mapValue encodes v in size bytes with counter index slot
-// (groupNoCounter for none).
-func (v GroupValue) mapValue(slots func(int) uint32, size uint32) []byte {
+// mapValue encodes v in size bytes with counter index i in slot slots(i)
+// (groupNoCounter for none) and state index j in slot state(j).
+func (v GroupValue) mapValue(slots, state func(int) uint32, size uint32) []byte {
 	c := uint32(groupNoCounter)
 	if v.Counter >= 0 {
 		c = slots(int(v.Counter))
@@ -143,23 +149,28 @@ func (v GroupValue) mapValue(slots func(int) uint32, size uint32) []byte {
 	out := binary.NativeEndian.AppendUint32(nil, v.Rule)
 	out = binary.NativeEndian.AppendUint32(out, c)
 	out = binary.NativeEndian.AppendUint32(out, v.Action)
-	if size == groupValueSizeHandle {
-		out = binary.NativeEndian.AppendUint32(out, 0)
+	if size == groupValueSizeWide {
+		s := uint32(groupNoCounter)
+		if v.State >= 0 {
+			s = state(int(v.State))
+		}
+		out = binary.NativeEndian.AppendUint32(out, s)
 		out = binary.NativeEndian.AppendUint64(out, v.Handle)
 	}
 	return out
 }
 
 // newGroupMap creates and fills the map of a group; slots maps counter
-// indexes to slots of the counter map.
-func newGroupMap(gm *GroupMap, slots func(int) uint32) (*ebpf.Map, error) {
+// indexes to slots of the counter map, state state indexes to slots of
+// the state map.
+func newGroupMap(gm *GroupMap, slots, state func(int) uint32) (*ebpf.Map, error) {
 	m, err := ebpf.NewMap(gm.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("create group map of chain %s: %w", gm.Chain, err)
 	}
 	vals := make([][]byte, len(gm.Values))
 	for i, v := range gm.Values {
-		vals[i] = v.mapValue(slots, gm.Spec.ValueSize)
+		vals[i] = v.mapValue(slots, state, gm.Spec.ValueSize)
 	}
 	if err := fillGroupMap(m, gm.Keys, vals); err != nil {
 		m.Close()
@@ -211,6 +222,10 @@ type groupRule struct {
 	// none.
 	verdict *ir.Verdict
 	reject  bool
+	// state is the statement index of the rule's limit or quota (at
+	// most one), or -1; ctrPos is the number of stmts before the
+	// counter (-1: none), where a stateful group counts.
+	state, ctrPos int
 }
 
 // sameField reports whether a and b load the same register image.
@@ -314,8 +329,10 @@ type groupPlan struct {
 	rules      []groupRule
 	classes    []*groupClass
 	actions    []groupAction // distinct action blocks, indexed by action number
-	// handles: an action block logs, so map values carry the handle.
-	handles bool
+	// wide: an action block logs or keeps state, so map values carry
+	// the rule's handle and state slot; stateful: it keeps state, so
+	// counters are counted in the blocks, where the rules count.
+	wide, stateful bool
 	// actionIndex numbers the actions by actionKey.
 	actionIndex map[string]uint32
 }
@@ -622,7 +639,7 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 	handleSlot := int16(slotGroupHandle)
 	if multi {
 		g.b.emit(stImm64(asm.R10, slotGroupBest, -1))
-		if p.handles {
+		if p.wide {
 			handleSlot = slotEvent
 			g.b.emit(stImm64(asm.R10, slotEvent, 0))
 		}
@@ -658,10 +675,17 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 			asm.LoadMem(asm.R1, asm.R0, 8, asm.Word),
 			asm.StoreMem(asm.R10, slotGroupAc, asm.R1, asm.DWord),
 		)
-		if p.handles {
+		if p.wide {
 			g.b.emit(
 				asm.LoadMem(asm.R1, asm.R0, groupValueHandleOff, asm.DWord),
 				asm.StoreMem(asm.R10, handleSlot, asm.R1, asm.DWord),
+			)
+		}
+		if p.stateful {
+			// One class (the rules go on when their state ends them).
+			g.b.emit(
+				asm.LoadMem(asm.R1, asm.R0, groupValueStateOff, asm.Word),
+				asm.StoreMem(asm.R10, slotGroupState, asm.R1, asm.DWord),
 			)
 		}
 		if multi {
@@ -673,33 +697,15 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 			asm.LoadMem(asm.R0, asm.R10, slotGroupBest, asm.DWord),
 			asm.JEq.Imm(asm.R0, -1, miss),
 		)
-		if p.handles {
+		if p.wide {
 			g.b.emit(
 				asm.LoadMem(asm.R1, asm.R10, slotEvent, asm.DWord),
 				asm.StoreMem(asm.R10, slotGroupHandle, asm.R1, asm.DWord),
 			)
 		}
 	}
-	if hasCounter {
-		skip := g.b.newLabel("group_ctr_skip")
-		g.b.emit(
-			asm.LoadMem(asm.R1, asm.R10, slotGroupCtr, asm.DWord),
-			asm.JEq.Imm32(asm.R1, -1, skip),
-			asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
-			asm.LoadMapPtr(asm.R1, 0).WithReference(counterDynSymbol),
-			asm.Mov.Reg(asm.R2, asm.R10),
-			asm.Add.Imm(asm.R2, slotKey),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, skip),
-			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-			asm.Add.Imm(asm.R1, 1),
-			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-			asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord),
-			asm.LoadMem(asm.R2, asm.R10, slotLen, asm.DWord),
-			asm.Add.Reg(asm.R1, asm.R2),
-			asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
-		)
-		g.b.label(skip)
+	if hasCounter && !p.stateful {
+		g.groupCounter()
 	}
 	g.b.emit(asm.LoadMem(asm.R0, asm.R10, slotGroupAc, asm.DWord))
 	labels := make([]string, len(p.actions))
@@ -729,6 +735,30 @@ func (g *gen) group(c *ir.Chain, p *groupPlan, ret string, depth int, active map
 	}
 	g.b.label(end)
 	return nil
+}
+
+// groupCounter counts the packet in the counter slot of the rule a group
+// lookup found (slotGroupCtr; none if -1).
+func (g *gen) groupCounter() {
+	skip := g.b.newLabel("group_ctr_skip")
+	g.b.emit(
+		asm.LoadMem(asm.R1, asm.R10, slotGroupCtr, asm.DWord),
+		asm.JEq.Imm32(asm.R1, -1, skip),
+		asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(counterDynSymbol),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, slotKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, skip),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R10, slotLen, asm.DWord),
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
+	)
+	g.b.label(skip)
 }
 
 // groupClass emits the lookup of one class of a group: its guards, its
@@ -776,7 +806,7 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 
 	// The map: one entry per distinct key, the first rule's.
 	rules := c.Rules[p.start:p.end]
-	gm := &GroupMap{Chain: c.Name, withHandle: p.handles}
+	gm := &GroupMap{Chain: c.Name, wide: p.wide}
 	index := map[string]bool{}
 	for _, idx := range cl.members {
 		gr, r := p.rules[idx], rules[idx]
@@ -791,7 +821,7 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 		}
 		index[string(k)] = true
 		gm.Keys = append(gm.Keys, k)
-		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr), Handle: r.Handle})
+		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: ctr, Action: p.action(gr), State: g.groupStateSlot(c, r, gr), Handle: r.Handle})
 	}
 	g.groupLookup(gm, cl.keyLen, next)
 	return gm, nil
@@ -802,13 +832,14 @@ func (g *gen) groupClass(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 // value is left in R0, a miss goes to next.
 func (g *gen) groupLookup(gm *GroupMap, keyLen int, next string) {
 	size := uint32(groupValueSize)
-	if gm.withHandle {
-		size = groupValueSizeHandle
+	if gm.wide {
+		size = groupValueSizeWide
 	}
 	h := sha256.New()
+	id := func(n int) uint32 { return uint32(n) }
 	for i, k := range gm.Keys {
 		h.Write(k)
-		h.Write(gm.Values[i].mapValue(func(n int) uint32 { return uint32(n) }, size))
+		h.Write(gm.Values[i].mapValue(id, id, size))
 	}
 	gm.Symbol = fmt.Sprintf("nft_group:%d:%x", len(g.groups), h.Sum(nil)[:8])
 	gm.Spec = &ebpf.MapSpec{

@@ -130,7 +130,14 @@ func TestPlanGroups(t *testing.T) {
 			return udpPort(uint16(i), counter, &ir.Reject{Type: ir.RejectICMPUnreach, Code: 3})
 		}),
 			[][5]int{{0, 6, 1, 1, 1}}},
-		{"limit stays straight-line", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), &ir.Limit{Rate: 1, Unit: 1}, drop) }), nil},
+		{"limit", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), &ir.Limit{Rate: 1, Unit: 1}, counter, drop) }),
+			[][5]int{{0, 6, 1, 1, 1}}},
+		{"limit and quota stay straight-line", n(6, func(i int) *ir.Rule {
+			return udpPort(uint16(i), &ir.Limit{Rate: 1, Unit: 1}, &ir.Quota{Bytes: 9}, drop)
+		}), nil},
+		{"repeated key after a limit ends the run", []*ir.Rule{
+			udpPort(1, drop), udpPort(2, &ir.Quota{Bytes: 9}, drop), udpPort(3, drop), udpPort(2, accept), udpPort(4, drop), udpPort(5, drop)},
+			[][5]int{{0, 3, 1, 1, 1}, {3, 6, 1, 1, 1}}},
 		{"two counters stay straight-line", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), counter, counter, drop) }), nil},
 		{"statement after the verdict", n(6, func(i int) *ir.Rule { return udpPort(uint16(i), drop, counter) }), nil},
 		{"same values everywhere", n(6, func(int) *ir.Rule { return udpPort(7, drop) }), nil},

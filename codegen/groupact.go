@@ -13,31 +13,44 @@ import (
 //
 // A group lookup finds the first rule of the run whose key the packet
 // has; what that rule does beyond its counter is its action: its
-// statements after the matches (log, meta mark set, reject) and its
-// verdict. Rules with the same statements and verdict share one action
+// statements after the matches (log, meta mark set, reject, limit,
+// quota) and its verdict. Rules with the same statements and verdict share one action
 // block, the code that carries them out, emitted once per group; the map
 // value names the block by its number and the code after the lookup
 // finds it by a binary search over the numbers, so that a group may have
 // thousands of blocks (a thousand different jump targets, log prefixes or
 // marks) at a cost per packet that grows with their logarithm.
 //
-// Only statements whose effect is the same for every rule that has them
-// are shared: a log statement names its rule's handle in its events,
-// which the block reads from the map value (slotGroupHandle); counters
-// stay per rule, counted before the block runs (no statement a block
-// runs can end the rule or change what a counter counts, so counting
-// first is counting where the rule counts). Statements that can end a
-// rule (limit, quota) or keep state per rule stay straight-line code.
+// What differs from rule to rule within a shared block comes from the map
+// value: a log statement names its rule's handle in its events
+// (slotGroupHandle), a limit or quota keeps its state in its rule's slot
+// of the state map (slotGroupState; at most one per rule), and counters
+// count in their rule's slot. Without state, counters are counted before
+// the block runs (no statement of such a block can end the rule or
+// change what a counter counts, so counting first is counting where the
+// rule counts); in a group with state, each block counts where its rules
+// count, before or after their limit or quota (the position is part of
+// the block).
 //
-// A rule without a terminal verdict (none, continue, jump) goes on after
-// its block. It is grouped like a jump: its run has one class, and no
-// later rule of the run holds its key, so that no other rule of the run
-// can match a packet it matched, and execution goes on behind the run.
+// A rule without a terminal verdict (none, continue, jump), and one
+// whose limit or quota may end it, goes on after its block. It is
+// grouped like a jump: its run has one class, and no later rule of the
+// run holds its key, so that no other rule of the run can match a packet
+// it matched, and execution goes on behind the run.
 
 // slotGroupHandle holds the handle of the rule a group lookup found, for
 // its action block; it reuses slotGroupBest, whose use ends with the
-// lookups.
-const slotGroupHandle = slotGroupBest
+// lookups. slotGroupState holds its state slot; it reuses the group key,
+// dead after the lookup (a group that keeps state has one class).
+const (
+	slotGroupHandle = slotGroupBest
+	slotGroupState  = groupKeyOff
+)
+
+// stateDynSymbol references the state map from instructions that look up
+// a slot taken from a group's map value (not relocated, unlike
+// stateMapSymbol's constant slots).
+const stateDynSymbol = "nft_state_dyn"
 
 // continueVerdict is the verdict of a rule without one.
 var continueVerdict = &ir.Verdict{Kind: ir.VerdictContinue}
@@ -46,7 +59,7 @@ var continueVerdict = &ir.Verdict{Kind: ir.VerdictContinue}
 // then at most one counter, log and meta mark set statements in any
 // order, then a verdict, a reject or nothing.
 func asGroupRule(r *ir.Rule) (groupRule, bool) {
-	gr := groupRule{counter: -1}
+	gr := groupRule{counter: -1, state: -1, ctrPos: -1}
 	acting := false // past the matches
 	for i, s := range r.Stmts {
 		if gr.verdict != nil || gr.reject {
@@ -63,8 +76,14 @@ func asGroupRule(r *ir.Rule) (groupRule, bool) {
 			if gr.counter >= 0 {
 				return gr, false
 			}
-			gr.counter = i
+			gr.counter, gr.ctrPos = i, len(gr.stmts)
 		case *ir.Log, *ir.MetaSet:
+			gr.stmts = append(gr.stmts, s)
+		case *ir.Limit, *ir.Quota:
+			if gr.state >= 0 {
+				return gr, false
+			}
+			gr.state = i
 			gr.stmts = append(gr.stmts, s)
 		case *ir.Reject:
 			gr.stmts = append(gr.stmts, s)
@@ -93,6 +112,9 @@ func asGroupRule(r *ir.Rule) (groupRule, bool) {
 // resumes reports whether evaluation goes on with the next rule after gr
 // matched (at once, or when the chain it jumped to returns).
 func (gr groupRule) resumes() bool {
+	if gr.state >= 0 {
+		return true // its limit or quota may end it
+	}
 	if gr.reject {
 		return false
 	}
@@ -118,30 +140,61 @@ type groupAction struct {
 	verdict *ir.Verdict // nil after a reject
 	reject  bool
 	rule    int // the first rule of the group with this action
+	// ctrPos: in a stateful group, the block counts (in the rule's
+	// slot) before stmts[ctrPos]; -1: no counter.
+	ctrPos int
+}
+
+// planKey is gr's action key in p: in a group that keeps state, where
+// the counter sits among the statements is part of the action (a limit
+// or quota before it decides whether it counts).
+func (p *groupPlan) planKey(gr groupRule) string {
+	if !p.stateful {
+		return gr.actionKey()
+	}
+	return fmt.Sprintf("%s|counter@%d", gr.actionKey(), gr.ctrPos)
 }
 
 // planActions numbers the distinct actions of p's rules in order of
 // their first rule.
 func (p *groupPlan) planActions() {
+	for _, gr := range p.rules {
+		if gr.state >= 0 {
+			p.stateful, p.wide = true, true
+		}
+		for _, s := range gr.stmts {
+			if _, ok := s.(*ir.Log); ok {
+				p.wide = true
+			}
+		}
+	}
 	p.actionIndex = map[string]uint32{}
 	for i, gr := range p.rules {
-		k := gr.actionKey()
+		k := p.planKey(gr)
 		if _, ok := p.actionIndex[k]; ok {
 			continue
 		}
 		p.actionIndex[k] = uint32(len(p.actions))
-		p.actions = append(p.actions, groupAction{stmts: gr.stmts, verdict: gr.verdict, reject: gr.reject, rule: i})
-		for _, s := range gr.stmts {
-			if _, ok := s.(*ir.Log); ok {
-				p.handles = true
-			}
+		a := groupAction{stmts: gr.stmts, verdict: gr.verdict, reject: gr.reject, rule: i, ctrPos: -1}
+		if p.stateful {
+			a.ctrPos = gr.ctrPos
 		}
+		p.actions = append(p.actions, a)
 	}
+}
+
+// groupStateSlot returns the state slot of rule r (parts gr) of chain c,
+// or -1 if it keeps no state.
+func (g *gen) groupStateSlot(c *ir.Chain, r *ir.Rule, gr groupRule) int32 {
+	if gr.state < 0 {
+		return -1
+	}
+	return int32(g.stateSlot(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: gr.state}))
 }
 
 // action returns the action number of rule gr of p.
 func (p *groupPlan) action(gr groupRule) uint32 {
-	n, ok := p.actionIndex[gr.actionKey()]
+	n, ok := p.actionIndex[p.planKey(gr)]
 	if !ok {
 		panic("codegen: rule's action not among the group's actions")
 	}
@@ -180,9 +233,35 @@ func (g *gen) dispatch(labels []string, lo, hi int, miss string) {
 func (g *gen) actionBlock(c *ir.Chain, p *groupPlan, a groupAction, end, ret string, depth int, active map[string]bool) error {
 	r := c.Rules[p.start+a.rule] // errors name the first rule with the action
 	g.curChain, g.curRule = c.Name, r
-	for _, s := range a.stmts {
+	// A limit or quota that ends the rule goes on behind the group
+	// (the rule resumes), through a long jump.
+	brk := g.b.newLabel("group_break")
+	if p.rules[a.rule].state >= 0 {
+		defer func() {
+			g.b.label(brk)
+			g.b.emit(asm.LongJump(end))
+		}()
+	}
+	for i, s := range a.stmts {
+		if i == a.ctrPos {
+			g.groupCounter()
+		}
 		g.curStmt = s
 		switch s := s.(type) {
+		case *ir.Limit:
+			g.groupState = true
+			err := g.limit(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: p.rules[a.rule].state}, s, brk)
+			g.groupState = false
+			if err != nil {
+				return err
+			}
+		case *ir.Quota:
+			g.groupState = true
+			err := g.quota(CounterSlot{Chain: c.Name, Handle: r.Handle, Stmt: p.rules[a.rule].state}, s, brk)
+			g.groupState = false
+			if err != nil {
+				return err
+			}
 		case *ir.Log:
 			g.groupHandle = true
 			err := g.log(r, s)
@@ -203,6 +282,9 @@ func (g *gen) actionBlock(c *ir.Chain, p *groupPlan, a groupAction, end, ret str
 		default:
 			return g.unsupported("statement type %T in a rule group", s)
 		}
+	}
+	if a.ctrPos == len(a.stmts) {
+		g.groupCounter()
 	}
 	g.curStmt = a.verdict
 	defer func() { g.curStmt = nil }()

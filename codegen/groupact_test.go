@@ -21,6 +21,7 @@ type actionOpts struct {
 	marks  bool // meta mark set (tc, cgroup_skb)
 	reject bool // reject (tc at netdev ingress)
 	chains int  // user chains "c0"… jumped to
+	state  bool // limit and quota
 }
 
 // randomActionRuleset returns a base chain whose rules come in runs of
@@ -37,7 +38,23 @@ func randomActionRuleset(rng *rand.Rand, n, runMax int, o actionOpts) ([]*ir.Rul
 	mark := func() *ir.MetaSet {
 		return &ir.MetaSet{Key: ir.MetaMark, Value: u32le(uint32(1 + rng.IntN(3)))}
 	}
+	limit := func() *ir.Limit {
+		return &ir.Limit{Rate: 1, Unit: ir.LimitHour, Burst: uint32(1 + rng.IntN(2)), Over: rng.IntN(2) == 0}
+	}
+	quota := func() *ir.Quota {
+		return &ir.Quota{Bytes: uint64(100 + 50*rng.IntN(3)), Over: rng.IntN(2) == 0}
+	}
 	stmts := func() []ir.Stmt {
+		switch k := rng.IntN(14); {
+		case k == 0 && o.state:
+			return []ir.Stmt{limit(), counter, drop}
+		case k == 1 && o.state:
+			return []ir.Stmt{counter, limit(), logStmt(), accept}
+		case k == 2 && o.state:
+			return []ir.Stmt{quota(), counter}
+		case k == 3 && o.state:
+			return []ir.Stmt{quota(), drop}
+		}
 		var s []ir.Stmt
 		if rng.IntN(2) == 0 {
 			s = append(s, counter)
@@ -176,17 +193,17 @@ func TestGroupActionsMatchLinear(t *testing.T) {
 	}
 	totals := map[string]int{}
 	t.Cleanup(func() {
-		if !t.Failed() && (totals["events"] == 0 || totals["counters"] == 0 || totals["actions>16"] == 0 || totals["resuming"] == 0) {
+		if !t.Failed() && (totals["events"] == 0 || totals["counters"] == 0 || totals["actions>16"] == 0 || totals["resuming"] == 0 || totals["stateful"] == 0 || totals["one outcome"] > 2) {
 			t.Errorf("the rulesets did not exercise the group actions: %v", totals)
 		}
 	})
 	for seed := uint64(1); seed <= 6; seed++ {
 		for _, fl := range fls {
-			o := actionOpts{chains: 24}
+			o := actionOpts{chains: 24, state: seed%2 == 1}
 			o.marks = fl.tgt.Type == TC || fl.tgt.Type == CgroupSKB
 			o.reject = fl.tgt.Type == TC
 			rng := rand.New(rand.NewPCG(seed, 7))
-			rules, user := randomActionRuleset(rng, 80, 16, o)
+			rules, user := randomActionRuleset(rng, 100, 24, o)
 			t.Run(fmt.Sprintf("seed%d/%s", seed, fl.name), func(t *testing.T) {
 				tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules, user...)
 				tab.Family, c.Base.Hook = fl.fam, fl.hook
@@ -229,6 +246,9 @@ func TestGroupActionsMatchLinear(t *testing.T) {
 								if gr, ok := asGroupRule(r); ok && gr.resumes() {
 									totals["resuming"]++
 								}
+								if gr, ok := asGroupRule(r); ok && gr.state >= 0 {
+									totals["stateful"]++
+								}
 							}
 						}
 					}
@@ -270,7 +290,7 @@ func TestGroupActionsMatchLinear(t *testing.T) {
 				}
 				totals["counters"] += nonzero
 				if len(rets) < 2 {
-					t.Errorf("frames do not exercise two outcomes: %v", rets)
+					totals["one outcome"]++
 				}
 				t.Logf("%d frames, %d groups, return values %v, %d counters hit", len(frames), len(grpP.Groups), rets, nonzero)
 			})
@@ -410,5 +430,73 @@ func BenchmarkGroupDispatch(bm *testing.B) {
 			})
 		}
 		l.Close()
+	}
+}
+
+// TestGroupStateShared loads a group of quota rules with LoadWith, its
+// state slots moved to chosen slots of a larger state map, and checks
+// that each rule's packets are consumed in exactly its slot.
+func TestGroupStateShared(t *testing.T) {
+	privileged(t)
+	var rules []*ir.Rule
+	for i := 0; i < 10; i++ {
+		rules = append(rules, udpPort(uint16(100+i), &ir.Quota{Bytes: 1 << 20}, counter, drop))
+	}
+	fl := netdevFlavours()[0]
+	tab, c := table(fl.fam, fl.hook, ir.VerdictAccept, rules)
+	p, err := CompileWith(tab, c, fl.tgt, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Groups) != 1 || len(p.StateSlots) != len(rules) {
+		t.Fatalf("%d groups, %d state slots", len(p.Groups), len(p.StateSlots))
+	}
+	counters, err := ebpf.NewMap(p.Counters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counters.Close()
+	state, err := ebpf.NewMap(StateMapSpec(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	ctrSlots := make([]uint32, len(p.CounterSlots))
+	for i := range ctrSlots {
+		ctrSlots[i] = uint32(i)
+	}
+	stateSlots := make([]uint32, len(p.StateSlots))
+	where := map[uint64]uint32{} // rule handle → map slot
+	for i, s := range p.StateSlots {
+		stateSlots[i] = uint32(63 - 5*i)
+		where[s.Handle] = stateSlots[i]
+	}
+	prog, err := p.LoadWith(SharedMaps{Counters: counters, CounterSlots: ctrSlots, State: state, StateSlots: stateSlots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	sent := map[uint32]uint64{}
+	for i, r := range rules {
+		f := udp4(uint16(100 + i))
+		for k := 0; k <= i%3; k++ {
+			ret, err := prog.Run(&ebpf.RunOptions{Data: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := VerdictOf(XDP, ret); v != ir.VerdictDrop {
+				t.Fatalf("rule %d: %s", i, vname(v))
+			}
+			sent[where[r.Handle]] += uint64(len(f) - 14)
+		}
+	}
+	for slot := uint32(0); slot < 64; slot++ {
+		var v StateValue
+		if err := state.Lookup(slot, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.A != sent[slot] {
+			t.Errorf("state slot %d consumed %d bytes, want %d", slot, v.A, sent[slot])
+		}
 	}
 }

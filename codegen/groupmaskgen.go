@@ -48,7 +48,7 @@ func (g *gen) maskLookup(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 	}
 
 	rules := c.Rules[p.start:p.end]
-	gm := &GroupMap{Chain: c.Name, withHandle: p.handles}
+	gm := &GroupMap{Chain: c.Name, wide: p.wide}
 	counters := map[int]int32{}
 	for _, idx := range cl.members {
 		gr, r := p.rules[idx], rules[idx]
@@ -62,7 +62,7 @@ func (g *gen) maskLookup(c *ir.Chain, p *groupPlan, cl *groupClass, next string)
 	for _, val := range mc.order {
 		idx := mc.entries[val]
 		gm.Keys = append(gm.Keys, mc.key(val, offs, lens, keyLen))
-		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: counters[idx], Action: p.action(p.rules[idx]), Handle: rules[idx].Handle})
+		gm.Values = append(gm.Values, GroupValue{Rule: uint32(idx), Counter: counters[idx], Action: p.action(p.rules[idx]), State: g.groupStateSlot(c, rules[idx], p.rules[idx]), Handle: rules[idx].Handle})
 	}
 	g.groupLookup(gm, keyLen, next)
 	return gm, nil

@@ -83,7 +83,8 @@ func (p *Program) Load() (*Loaded, error) {
 		l.Close()
 		return nil, err
 	}
-	if l.Groups, err = p.loadGroups(all, counters, func(i int) uint32 { return uint32(i) }); err != nil {
+	id := func(i int) uint32 { return uint32(i) }
+	if l.Groups, err = p.loadGroups(all, counters, l.State, id, id); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -158,15 +159,22 @@ func (l *Loaded) ReadCounters() ([]CounterValue, error) {
 }
 
 // loadGroups creates the program's group maps, filled with counter slots
-// slots(i) for counter index i, and points insns at them and at the
-// counter map. On error it closes what it created.
-func (p *Program) loadGroups(insns asm.Instructions, counters *ebpf.Map, slots func(int) uint32) ([]*ebpf.Map, error) {
+// slots(i) for counter index i and state slots state(j) for state index
+// j, and points insns at them, at the counter map and at the state map
+// (nil if the program keeps no state). On error it closes what it
+// created.
+func (p *Program) loadGroups(insns asm.Instructions, counters, stateMap *ebpf.Map, slots, state func(int) uint32) ([]*ebpf.Map, error) {
 	if err := insns.AssociateMap(counterDynSymbol, counters); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
 		return nil, fmt.Errorf("associate counter map: %w", err)
 	}
+	if stateMap != nil {
+		if err := insns.AssociateMap(stateDynSymbol, stateMap); err != nil && !errors.Is(err, asm.ErrUnreferencedSymbol) {
+			return nil, fmt.Errorf("associate state map: %w", err)
+		}
+	}
 	var out []*ebpf.Map
 	for _, gm := range p.Groups {
-		m, err := newGroupMap(gm, slots)
+		m, err := newGroupMap(gm, slots, state)
 		if err == nil {
 			err = insns.AssociateMap(gm.Symbol, m)
 			out = append(out, m)

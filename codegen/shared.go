@@ -89,7 +89,11 @@ func (p *Program) LoadWith(m SharedMaps) (*ebpf.Program, error) {
 		return nil, err
 	}
 	// The program holds its group maps; ours are closed once it is loaded.
-	groups, err := p.loadGroups(insns, counters, func(i int) uint32 { return slots[i] })
+	state := func(i int) uint32 { return uint32(i) }
+	if m.StateSlots != nil {
+		state = func(i int) uint32 { return m.StateSlots[i] }
+	}
+	groups, err := p.loadGroups(insns, counters, m.State, func(i int) uint32 { return slots[i] }, state)
 	if err != nil {
 		return nil, err
 	}

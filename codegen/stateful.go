@@ -80,6 +80,20 @@ func (g *gen) stateSlot(s CounterSlot) int {
 // afterwards. A failed lookup (impossible: the key is in range) ends the
 // rule.
 func (g *gen) lookupState(idx int, fail string) {
+	if g.groupState {
+		// The slot of the rule a group lookup found.
+		g.b.emit(
+			asm.LoadMem(asm.R1, asm.R10, slotGroupState, asm.DWord),
+			asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, 0).WithReference(stateDynSymbol),
+			asm.Mov.Reg(asm.R2, asm.R10),
+			asm.Add.Imm(asm.R2, slotKey),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, fail),
+			asm.Mov.Reg(asm.R7, asm.R0),
+		)
+		return
+	}
 	g.b.emit(
 		asm.LoadMapPtr(asm.R1, 0).WithReference(stateMapSymbol),
 		stImm64(asm.R10, slotKey, int64(idx)),

@@ -88,6 +88,10 @@ type Rule struct {
 	Log      string
 	Reject   bool
 	Continue bool
+	// QuotaOver, when not 0, puts "quota over QuotaOver bytes" before
+	// the counter: the rule ends until its packets passed that many
+	// bytes.
+	QuotaOver uint64
 }
 
 // HitVerdict is the verdict a packet gets that r matches first, in a
@@ -193,6 +197,9 @@ func (r Rule) NFT() string {
 	} else if r.Dport != 0 {
 		parts = append(parts, fmt.Sprintf("%s dport %d", l4, r.Dport))
 	}
+	if r.QuotaOver != 0 {
+		parts = append(parts, fmt.Sprintf("quota over %d bytes", r.QuotaOver))
+	}
 	if r.Counter {
 		parts = append(parts, "counter")
 	}
@@ -279,6 +286,9 @@ func (r Rule) IR(fam ir.Family) *ir.Rule {
 			&ir.Match{Field: pl(ir.BaseTransport, 2, 2), Op: ir.OpLte, Value: []byte{byte(r.DportHi >> 8), byte(r.DportHi)}})
 	} else if r.Dport != 0 {
 		eq(pl(ir.BaseTransport, 2, 2), []byte{byte(r.Dport >> 8), byte(r.Dport)})
+	}
+	if r.QuotaOver != 0 {
+		s = append(s, &ir.Quota{Bytes: r.QuotaOver, Over: true})
 	}
 	if r.Counter {
 		s = append(s, &ir.Counter{})

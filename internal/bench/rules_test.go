@@ -142,6 +142,9 @@ func TestIRMatchesNft(t *testing.T) {
 			for _, k := range []Kind{Accounting, LogDrop, Reject} {
 				rules = append(rules, Generate(k, 3, false)...)
 			}
+			q := Generate(Uniform, 2, false)
+			q[0].QuotaOver, q[1].QuotaOver, q[1].Counter = 100, 1<<20, true
+			rules = append(rules, q...)
 			res, err := pipeline.TranslateReader("bench", strings.NewReader(Ruleset(fam, hook, "lo", rules)), pipeline.Options{})
 			if err != nil {
 				t.Fatal(err)

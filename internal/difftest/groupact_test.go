@@ -26,18 +26,25 @@ import (
 )
 
 // actionRuleset returns n accounting rules ("ip saddr A tcp dport P
-// counter", no verdict), then n rules with the same keys that log and
-// drop or accept (every one with a counter), then n/2 more accounting
-// rules: a packet of the first rules' keys is counted, then logged and
-// decided; the last rules count what the middle ones accepted.
+// counter", no verdict), n rules with the same keys that drop a packet
+// once their quota is over ("quota over 100 bytes counter drop": a
+// packet of 58 bytes passes the first time), n that log and drop or
+// accept (every one with a counter), then n/2 more accounting rules: a
+// packet of the first rules' keys is counted, then, unless dropped by
+// its quota, logged and decided; the last rules count what the log rules
+// accepted.
 func actionRuleset(n int) []bench.Rule {
 	acct := bench.Generate(bench.Accounting, n, false)
+	quota := bench.Generate(bench.Uniform, n, false)
+	for i := range quota {
+		quota[i].QuotaOver, quota[i].Counter = 100, true
+	}
 	logs := bench.Generate(bench.LogDrop, n, false)
 	for i := range logs {
 		logs[i].Counter = true
 		logs[i].Accept = i%4 == 3
 	}
-	return append(append(acct, logs...), acct[:n/2]...)
+	return append(append(append(acct, quota...), logs...), acct[:n/2]...)
 }
 
 // withMACs returns frame addressed from the oracle's sender to its
@@ -284,7 +291,7 @@ func TestGroupActionsTwin(t *testing.T) {
 		t.Fatalf("the kernel counted at only %d rules", hit)
 	}
 	logHandles := map[uint64]bool{}
-	for _, h := range handles[n : 2*n] {
+	for _, h := range handles[2*n : 3*n] {
 		logHandles[h] = true
 	}
 	for _, typ := range []codegen.ProgramType{codegen.TC, codegen.XDP} {
