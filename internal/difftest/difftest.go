@@ -18,6 +18,7 @@ import (
 	"github.com/bpfilter-nft/bpfilter-nft/ir"
 	"github.com/bpfilter-nft/bpfilter-nft/loader"
 	"github.com/bpfilter-nft/bpfilter-nft/nsctx"
+	"github.com/bpfilter-nft/bpfilter-nft/translate/nftfile"
 	"github.com/bpfilter-nft/bpfilter-nft/translate/nlmsg"
 )
 
@@ -102,15 +103,18 @@ func Check(o *oracle.Oracle, hook ir.Hook, ruleset string, opts Options) (*Repor
 	if opts.BPFRuleset != "" {
 		bpfRuleset = opts.BPFRuleset
 	}
+	// nft parses the ruleset once (in a namespace of its own, a process
+	// of its own); each type compiles what it made.
+	objects := opts.BPFObjects
+	if objects == nil {
+		objects, err = nftfile.Parse("ruleset", strings.NewReader(bpfRuleset), nftfile.Options{TargetNetNS: ns.File()})
+		if err != nil {
+			return nil, err
+		}
+	}
 	for _, typ := range types {
 		typ := typ
-		var res *pipeline.Result
-		var err error
-		if opts.BPFObjects != nil {
-			res, err = pipeline.Translate(opts.BPFObjects, pipeline.Options{Type: &typ, NetNS: ns, Linear: opts.Linear})
-		} else {
-			res, err = pipeline.TranslateReader("ruleset", strings.NewReader(bpfRuleset), pipeline.Options{Type: &typ, NetNS: ns, Linear: opts.Linear})
-		}
+		res, err := pipeline.Translate(objects, pipeline.Options{Type: &typ, NetNS: ns, Linear: opts.Linear})
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +238,7 @@ func attachedVerdicts(o *oracle.Oracle, ns *nsctx.NetNS, res *pipeline.Result, h
 			c()
 		}
 	}()
-	if err := o.Load(""); err != nil {
+	if err := o.Clear(); err != nil {
 		return nil, err
 	}
 	// Conntrack runs for the programs as the loader makes it run (the

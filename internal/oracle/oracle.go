@@ -55,6 +55,7 @@ const (
 	receiverIfname = "orx"
 	firstTable     = "bpfnft_oracle_first"
 	lastTable      = "bpfnft_oracle_last"
+	quietTable     = "bpfnft_oracle_quiet"
 	sentinelProto  = 253 // RFC 3692 experimental protocol
 	sentinelMagic  = "bpfnftOS"
 )
@@ -328,7 +329,7 @@ func (o *Oracle) observers() (first, last string) {
 // receiverQuiet keeps the receiver's own stack from sending: a reply to a
 // frame from its subnet's broadcast address, for one, is looped back in
 // through the veth and would count as a second arrival.
-const receiverQuiet = `table inet bpfnft_oracle_quiet {
+const receiverQuiet = `table inet ` + quietTable + ` {
 	chain out { type filter hook output priority 0; policy drop; }
 }
 `
