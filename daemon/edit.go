@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -134,6 +135,7 @@ func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
 	if !ok {
 		return nil, &requestError{errno: unix.EAGAIN, msg: "not a rule edit the daemon applies by itself; send a batch"}
 	}
+	start := time.Now()
 	t, err := s.authorise(cn, "change")
 	if err != nil {
 		return nil, err
@@ -163,7 +165,9 @@ func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
 	if err != nil {
 		return nil, &requestError{errno: unix.EAGAIN, msg: err.Error()}
 	}
+	loaded := time.Now()
 	next, e, err := fastedit.Apply(cur.rs, cmd, fastedit.NftParser(nftfile.Options{TargetNetNS: t.ns.File(), Nft: s.nft}))
+	parsed := time.Now()
 	if err != nil {
 		return nil, &requestError{errno: unix.EAGAIN, msg: fmt.Sprintf("edit not applied by the daemon: %v", err)}
 	}
@@ -175,7 +179,9 @@ func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
 		}
 		return nil, err
 	}
-	s.logf("pid %d: netns %d: %s", cn.peer.PID, t.ns.Inode(), cmd)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	s.logf("pid %d: netns %d: %s (%.1f ms: ruleset %.1f, rule parsed %.1f, applied %.1f)", cn.peer.PID, t.ns.Inode(), cmd,
+		ms(time.Since(start)), ms(loaded.Sub(start)), ms(parsed.Sub(loaded)), ms(time.Since(parsed)))
 	return struct{}{}, nil
 }
 

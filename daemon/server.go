@@ -634,19 +634,16 @@ func (s *Server) applyDecodedWith(cn *conn, t *target, st *state.Dir, rs *nlmsg.
 		return err
 	}
 	var stored string
-	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true, Stored: &stored, Keep: fastedit.Entries}); err != nil {
+	var man *state.Manifest
+	if err := loader.Apply(t.ns, st, res, loader.Options{Locked: true, Stored: &stored, Keep: fastedit.Entries, Committed: &man}); err != nil {
 		s.decoded.drop(t.ns.Inode())
 		return err
 	}
 	record(stored)
-	snap, err := loader.Load(st)
-	if err != nil {
-		return err
-	}
 	if t.cookie == 0 {
 		t.cookie, _ = t.ns.Cookie()
 	}
-	s.reg.Set(t.path, t.ns.Inode(), t.cookie, cn.peer.UID, snap.Manifest, nil)
+	s.reg.Set(t.path, t.ns.Inode(), t.cookie, cn.peer.UID, man, nil)
 	if err := s.saveRecord(st, t); err != nil {
 		s.logf("netns %d: %v", t.ns.Inode(), err)
 	}

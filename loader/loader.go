@@ -112,6 +112,9 @@ type Options struct {
 	// Keep names state entries of the caller's own that Apply leaves in
 	// place (it removes every entry the new ruleset does not use).
 	Keep []string
+	// Committed, when not nil, receives the manifest Apply committed (what
+	// Load would read back next).
+	Committed **state.Manifest
 }
 
 // Stats describe one Apply: how many attach points kept their running
@@ -240,6 +243,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 
 	man.Shape = shape(points, opts)
 	if done, err := updateSetsOnly(st, old, interrupted, res, points, man, fresh, created || sm.changed()); done || err != nil {
+		if done && err == nil && opts.Committed != nil {
+			*opts.Committed = man
+		}
 		if done && err == nil && opts.Stats != nil {
 			// Every program and link stays.
 			d := time.Since(start)
@@ -419,6 +425,9 @@ func Apply(ns *nsctx.NetNS, st *state.Dir, res *pipeline.Result, opts Options) (
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("ruleset applied, but cleaning up failed: %w", errors.Join(errs...))
+	}
+	if opts.Committed != nil {
+		*opts.Committed = man
 	}
 	return nil
 }
