@@ -647,13 +647,14 @@ func prepareCounters(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 			}
 		}
 	}
+	rules := ruleIndex{}
 	for _, p := range points {
 		fam, table := p.cp.Table.Family, p.cp.Table.Name
 		for _, cs := range p.cp.Program.CounterSlots {
 			slots := slotOf[ruleKey{fam, table, cs.Chain, cs.Handle}]
 			idx := -1
 			// Find the statement's position among the rule's counters.
-			r := findRule(p.cp.Table, cs.Chain, cs.Handle)
+			r := rules.find(p.cp.Table, cs.Chain, cs.Handle)
 			if r == nil {
 				return nil, nil, false, fmt.Errorf("%s: counter of unknown rule %s handle %d", p.describe(), cs.Chain, cs.Handle)
 			}
@@ -709,17 +710,29 @@ func prepareCounters(st *state.Dir, old, interrupted *state.Manifest, res *pipel
 	return m, nil, true, nil
 }
 
-func findRule(t *ir.Table, chain string, handle uint64) *ir.Rule {
-	c := t.Chain(chain)
-	if c == nil {
-		return nil
+// ruleIndex finds rules by chain and handle, indexing each table's chain
+// once.
+type ruleIndex map[*ir.Table]map[string]map[uint64]*ir.Rule
+
+func (x ruleIndex) find(t *ir.Table, chain string, handle uint64) *ir.Rule {
+	chains, ok := x[t]
+	if !ok {
+		chains = map[string]map[uint64]*ir.Rule{}
+		x[t] = chains
 	}
-	for _, r := range c.Rules {
-		if r.Handle == handle {
-			return r
+	byHandle, ok := chains[chain]
+	if !ok {
+		byHandle = map[uint64]*ir.Rule{}
+		if c := t.Chain(chain); c != nil {
+			for _, r := range c.Rules {
+				if _, dup := byHandle[r.Handle]; !dup {
+					byHandle[r.Handle] = r
+				}
+			}
 		}
+		chains[chain] = byHandle
 	}
-	return nil
+	return byHandle[handle]
 }
 
 func zeroSlots(m *ebpf.Map, slots []uint32) error {
