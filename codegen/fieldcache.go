@@ -557,8 +557,9 @@ func (g *gen) cachedCmp3(m *ir.Match, cf cachedField, want []byte, lt, eq, gt st
 
 // stmtOrder returns the order in which the statements of r are compiled:
 // their own, except that each run of consecutive matches compared from
-// the cache is sorted so that the fields compared with the most different
-// values in the chain come first. Those compares have no effect and share
+// the cache is sorted so that the tests likeliest to fail come first:
+// equalities on fields compared with the most different values in the
+// chain, then ranges and inequalities, then tests every rule makes alike. Those compares have no effect and share
 // one failure target (their load bits are tested behind the run), so
 // their order changes nothing but how soon a packet that fails the rule
 // leaves it: a test every rule makes alike ("meta protocol ip") passes
@@ -571,9 +572,20 @@ func (g *gen) stmtOrder(r *ir.Rule) []int {
 	if g.cache == nil {
 		return order
 	}
-	score := func(i int) int {
-		k, _ := g.cacheKeyOf(r.Stmts[i].(*ir.Match))
-		return g.cache.distinct[k]
+	// rank: equalities with constants that differ between rules first
+	// (each passes for few packets), then other comparisons (a range
+	// passes for many), then compares every rule makes alike.
+	rank := func(i int) (int, int) {
+		m := r.Stmts[i].(*ir.Match)
+		k, _ := g.cacheKeyOf(m)
+		d := g.cache.distinct[k]
+		switch {
+		case d <= 1:
+			return 2, d
+		case m.Op == ir.OpEq:
+			return 0, d
+		}
+		return 1, d
 	}
 	for i := 0; i < len(order); {
 		j := i
@@ -582,7 +594,14 @@ func (g *gen) stmtOrder(r *ir.Rule) []int {
 		}
 		if j-i > 1 {
 			run := order[i:j]
-			sort.SliceStable(run, func(a, b int) bool { return score(run[a]) > score(run[b]) })
+			sort.SliceStable(run, func(a, b int) bool {
+				ra, da := rank(run[a])
+				rb, db := rank(run[b])
+				if ra != rb {
+					return ra < rb
+				}
+				return da > db
+			})
 		}
 		if j == i {
 			j++
