@@ -18,10 +18,16 @@ type builder struct {
 	// invertNext makes emit turn the next conditional jump around, so that
 	// its target is reached by falling through (see emit).
 	invertNext bool
+	// coldNext, when set, is the label the inverted jump's failure goes
+	// to, where the code behind the jump is to be moved out of line
+	// (coldcode.go): emit then inverts "if c goto coldNext" to
+	// "if !c goto L; L:" and records in coldAt where that code starts.
+	coldNext string
+	coldAt   int
 }
 
 func newBuilder() *builder {
-	return &builder{alias: map[string]string{}}
+	return &builder{alias: map[string]string{}, coldAt: -1}
 }
 
 // inverse holds the negation of each conditional jump that has one.
@@ -54,7 +60,13 @@ func (b *builder) emit(insns ...asm.Instruction) {
 				next := b.newLabel("fall")
 				target := ins.Reference()
 				ins.OpCode = ins.OpCode.SetJumpOp(neg)
-				b.emit(ins.WithReference(next), asm.LongJump(target))
+				if b.coldNext != "" && target == b.coldNext {
+					b.coldNext = ""
+					b.emit(ins.WithReference(next))
+					b.coldAt = b.pos()
+				} else {
+					b.emit(ins.WithReference(next), asm.LongJump(target))
+				}
 				b.label(next)
 				continue
 			}

@@ -190,8 +190,10 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 	active[c.Name] = true
 	defer delete(active, c.Name)
 	groups := g.planGroups(c)
+	var batch coldBatch
 	for i := 0; i < len(c.Rules); i++ {
 		if p := groups[i]; p != nil {
+			g.flushCold(&batch, depth)
 			if err := g.group(c, p, ret, depth, active); err != nil {
 				return err
 			}
@@ -202,8 +204,15 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		r := c.Rules[i]
 		g.curChain, g.curRule, g.curStmt = c.Name, r, nil
 		next := g.b.newLabel("rule_end")
+		cold := g.coldEligible(r)
+		if !cold {
+			g.flushCold(&batch, depth)
+		}
 		start := g.b.pos()
 		g.b.invertNext = true
+		if cold {
+			g.b.coldNext, g.b.coldAt = next, -1
+		}
 		// inlines are the user chains the rule jumps or goes to, compiled
 		// after it: a jump verdict falls through into the first, verdict
 		// map targets are reached by their labels.
@@ -278,7 +287,12 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 		g.flushCacheBits(next)
 		g.deferBits = false
 		g.b.invertNext = false
-		g.anns = append(g.anns, Annotation{Start: start, End: g.b.pos(), Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)})
+		ann := Annotation{Chain: c.Name, Handle: r.Handle, Text: ir.FormatRule(g.t.Family, r)}
+		if cold {
+			g.takeCold(&batch, next, ann)
+		}
+		ann.Start, ann.End = start, g.b.pos()
+		g.anns = append(g.anns, ann)
 		for _, in := range inlines {
 			if in.label != "" {
 				g.b.label(in.label)
@@ -289,12 +303,18 @@ func (g *gen) chain(c *ir.Chain, ret string, depth int, active map[string]bool) 
 			g.curChain = c.Name
 		}
 		g.b.label(next)
-		g.cut(depth)
+		switch {
+		case batch.full():
+			g.flushCold(&batch, depth)
+		case batch.rules == 0:
+			g.cut(depth)
+		}
 		g.rulesDone++
 		if g.b.pos() > maxChainInsns {
 			return g.tooLong()
 		}
 	}
+	g.flushCold(&batch, depth)
 	g.b.emit(asm.LongJump(ret))
 	return nil
 }
