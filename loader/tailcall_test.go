@@ -59,7 +59,7 @@ func TestSplitChainAttached(t *testing.T) {
 			rc := listen(t, tp.b, 7, 9, 10)
 			snd := dial(t, tp.a)
 
-			res := translateLinear(t, ns, c.splitRuleset(500, 9), c.typ)
+			res := translateLinear(t, ns, c.splitRuleset(1500, 9), c.typ)
 			for _, cp := range res.Programs {
 				if cp.Program.Parts() < 3 {
 					t.Fatalf("chain compiled into %d parts, want at least 3", cp.Program.Parts())
@@ -92,7 +92,7 @@ func TestSplitChainAttached(t *testing.T) {
 
 			// Reload: port 10 dropped too; a new array replaces the old.
 			old := m.Points[0].Tail
-			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{}); err != nil {
+			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(1500, 9, 10), c.typ), Options{}); err != nil {
 				t.Fatal(err)
 			}
 			m, err = st.ReadManifest("state")
@@ -119,7 +119,7 @@ func TestSplitChainAttached(t *testing.T) {
 			// the shape cover every part.)
 			kept := m.Points[0].Tail
 			var stats Stats
-			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(500, 9, 10), c.typ), Options{Stats: &stats}); err != nil {
+			if err := Apply(ns, st, translateLinear(t, ns, c.splitRuleset(1500, 9, 10), c.typ), Options{Stats: &stats}); err != nil {
 				t.Fatal(err)
 			}
 			if m, err = st.ReadManifest("state"); err != nil {
@@ -141,7 +141,7 @@ func TestSplitChainAttached(t *testing.T) {
 			// (The test's type option applies to every chain: only where
 			// it is the default.)
 			if c.typ == nil {
-				extra := c.splitRuleset(500, 9, 10) + "table ip t2 {\n\tchain c2 {\n\t\ttype filter hook output priority 10; policy accept;\n\t\tudp dport 11 counter drop\n\t}\n}\n"
+				extra := c.splitRuleset(1500, 9, 10) + "table ip t2 {\n\tchain c2 {\n\t\ttype filter hook output priority 10; policy accept;\n\t\tudp dport 11 counter drop\n\t}\n}\n"
 				stats = Stats{}
 				if err := Apply(ns, st, translateLinear(t, ns, extra, c.typ), Options{Stats: &stats}); err != nil {
 					t.Fatal(err)
