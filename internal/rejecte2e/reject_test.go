@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,11 +160,8 @@ func newSide(t *testing.T) *side {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // exchange sends frame from the peer and returns the frames the peer
-// receives within wait (its own outgoing frames excluded). Replies whose
-// checksum the sender left to the device (TP_STATUS_CSUMNOTREADY: the
-// kernel's TCP resets are CHECKSUM_PARTIAL, and veth hands them on as
-// they are) get it completed here, as a NIC would on the wire.
-func (s *side) exchange(frame []byte, wait time.Duration) ([][]byte, error) {
+// receives (its own outgoing frames excluded): collect's replies.
+func (s *side) exchange(frame []byte, wait, grace time.Duration) ([][]byte, error) {
 	// Flush anything queued before.
 	buf := make([]byte, 65536)
 	oob := make([]byte, 256)
@@ -176,6 +174,17 @@ func (s *side) exchange(frame []byte, wait time.Duration) ([][]byte, error) {
 	if _, err := unix.Write(s.sock, frame); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
+	return s.collect(wait, grace)
+}
+
+// collect returns the frames the peer receives within wait, or, once one
+// has come, within grace of the last one. Replies whose checksum the
+// sender left to the device (TP_STATUS_CSUMNOTREADY: the kernel's TCP
+// resets are CHECKSUM_PARTIAL, and veth hands them on as they are) get it
+// completed here, as a NIC would on the wire.
+func (s *side) collect(wait, grace time.Duration) ([][]byte, error) {
+	buf := make([]byte, 65536)
+	oob := make([]byte, 256)
 	var got [][]byte
 	deadline := time.Now().Add(wait)
 	for {
@@ -202,7 +211,39 @@ func (s *side) exchange(frame []byte, wait time.Duration) ([][]byte, error) {
 			completeChecksum(f)
 		}
 		got = append(got, f)
+		deadline = time.Now().Add(grace)
 	}
+}
+
+// Waits of a twin exchange: a reply the twin does not send is waited for
+// silenceWait; once a reply has come, more are waited for replyGrace (a
+// reject sends one frame, at once); a side whose twin replied waits up to
+// lateWait for its own reply (on a loaded machine it can be late).
+const (
+	silenceWait = 300 * time.Millisecond
+	replyGrace  = 50 * time.Millisecond
+	lateWait    = 5 * time.Second
+)
+
+// exchangeTwins sends frame on both sides at once and returns the replies
+// of each.
+func exchangeTwins(kern, bpf *side, frame []byte) (want, got [][]byte, err error) {
+	var wg sync.WaitGroup
+	var errKern, errBPF error
+	wg.Add(2)
+	go func() { defer wg.Done(); want, errKern = kern.exchange(frame, silenceWait, replyGrace) }()
+	go func() { defer wg.Done(); got, errBPF = bpf.exchange(frame, silenceWait, replyGrace) }()
+	wg.Wait()
+	if err := errors.Join(errKern, errBPF); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case len(want) > 0 && len(got) == 0:
+		got, err = bpf.collect(lateWait, replyGrace)
+	case len(got) > 0 && len(want) == 0:
+		want, err = kern.collect(lateWait, replyGrace)
+	}
+	return want, got, err
 }
 
 func csumNotReady(oob []byte) bool {
@@ -408,11 +449,7 @@ func TestRejectTwin(t *testing.T) {
 			replies := 0
 			for _, f := range frames {
 				t.Run(f.name, func(t *testing.T) {
-					want, err := kern.exchange(f.frame, 300*time.Millisecond)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := bpf.exchange(f.frame, 300*time.Millisecond)
+					want, got, err := exchangeTwins(kern, bpf, f.frame)
 					if err != nil {
 						t.Fatal(err)
 					}
