@@ -29,8 +29,10 @@ func inNS(t *testing.T, ns *nsctx.NetNS, args ...string) {
 }
 
 // udpDelivered sends a datagram from ns src to dst:port and reports
-// whether a socket listening in ns rcv got it.
-func udpDelivered(t *testing.T, src, rcv *nsctx.NetNS, srcIP, dstIP string, port int) bool {
+// whether a socket listening in ns rcv got it. A datagram expected (want)
+// is waited for up to 5 s (a loaded machine can be slow), one not expected
+// 300 ms.
+func udpDelivered(t *testing.T, src, rcv *nsctx.NetNS, srcIP, dstIP string, port int, want bool) bool {
 	t.Helper()
 	var l *net.UDPConn
 	if err := rcv.Do(func() (err error) {
@@ -51,7 +53,11 @@ func udpDelivered(t *testing.T, src, rcv *nsctx.NetNS, srcIP, dstIP string, port
 	if _, err := s.Write([]byte("bpfilter-nft")); err != nil {
 		t.Fatal(err)
 	}
-	l.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	wait := 300 * time.Millisecond
+	if want {
+		wait = 5 * time.Second
+	}
+	l.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 64)
 	_, err := l.Read(buf)
 	return err == nil
@@ -103,7 +109,7 @@ func TestNamespaces(t *testing.T) {
 		inNS(t, c.ns, "ip", "link", "set", c.dev, "up")
 		inNS(t, c.ns, "ip", "neigh", "replace", c.peer, "lladdr", c.peerMAC, "dev", c.dev, "nud", "permanent")
 	}
-	if !udpDelivered(t, nsB, nsA, "192.0.2.2", "192.0.2.1", 5001) {
+	if !udpDelivered(t, nsB, nsA, "192.0.2.2", "192.0.2.1", 5001, true) {
 		t.Fatal("no delivery before any ruleset: the topology is broken")
 	}
 
@@ -129,7 +135,7 @@ func TestNamespaces(t *testing.T) {
 		{nsA, nsB, "192.0.2.1", "192.0.2.2", 5002, false}, // B's rule
 		{nsA, nsB, "192.0.2.1", "192.0.2.2", 5001, true},  // A's rule is not B's
 	} {
-		if got := udpDelivered(t, c.src, c.rcv, c.srcIP, c.dstIP, c.port); got != c.want {
+		if got := udpDelivered(t, c.src, c.rcv, c.srcIP, c.dstIP, c.port, c.want); got != c.want {
 			t.Errorf("%s → %s:%d delivered = %v, want %v", c.srcIP, c.dstIP, c.port, got, c.want)
 		}
 	}
@@ -207,7 +213,7 @@ func TestNamespaces(t *testing.T) {
 	if !strings.Contains(s.log.String(), "audit: denied") {
 		t.Errorf("no audit line in the daemon log:\n%s", s.log.String())
 	}
-	if !udpDelivered(t, nsB, nsA, "192.0.2.2", "192.0.2.1", 5002) || udpDelivered(t, nsA, nsB, "192.0.2.1", "192.0.2.2", 5002) {
+	if !udpDelivered(t, nsB, nsA, "192.0.2.2", "192.0.2.1", 5002, true) || udpDelivered(t, nsA, nsB, "192.0.2.1", "192.0.2.2", 5002, false) {
 		t.Error("child B's ruleset changed after refused requests")
 	}
 
