@@ -55,6 +55,10 @@ type Phases struct {
 	Loaded int // programs loaded
 	Insns  int // instructions of all programs
 	Total  time.Duration
+	// CPU is the processor time the load took (user and system, this
+	// process and the nft processes it ran): on a busy machine, closer
+	// to what the load takes on an idle one than Total.
+	CPU time.Duration
 }
 
 // ReloadResult is a full load of a ruleset, the reload that changes one of
@@ -161,6 +165,7 @@ type memCache struct {
 func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string, mem *memCache, compiled *pipeline.CompileCache) (Phases, error) {
 	var ph Phases
 	start := time.Now()
+	cpu := cpuTime()
 	f := strings.Fields(command)
 	cmd, ok := fastedit.ParseCommand(f[0], f[1:])
 	if !ok {
@@ -190,7 +195,7 @@ func editTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, command string
 		return ph, err
 	}
 	mem.rs = rs
-	ph.Total = time.Since(start)
+	ph.Total, ph.CPU = time.Since(start), cpuTime()-cpu
 	return ph, nil
 }
 
@@ -235,6 +240,7 @@ func translateApply(ns *nsctx.NetNS, st *state.Dir, rs *nlmsg.Ruleset, ph *Phase
 func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (Phases, error) {
 	var ph Phases
 	start := time.Now()
+	cpu := cpuTime()
 	rs, err := nftfile.Parse("bench.nft", strings.NewReader(text), nftfile.Options{TargetNetNS: tns.File()})
 	if err != nil {
 		return ph, err
@@ -243,8 +249,21 @@ func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (
 	if err := translateApply(ns, st, rs, &ph, nil, nil); err != nil {
 		return ph, err
 	}
-	ph.Total = time.Since(start)
+	ph.Total, ph.CPU = time.Since(start), cpuTime()-cpu
 	return ph, nil
+}
+
+// cpuTime is the processor time this process and its waited-for children
+// have used.
+func cpuTime() time.Duration {
+	var total time.Duration
+	for _, who := range []int{unix.RUSAGE_SELF, unix.RUSAGE_CHILDREN} {
+		var ru unix.Rusage
+		if unix.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
 }
 
 // WriteReloadTable prints one row per load: the phases in milliseconds and
@@ -252,7 +271,7 @@ func loadTimed(ns *nsctx.NetNS, st *state.Dir, tns *netnstest.NS, text string) (
 // "one-rule change of N rules: X ms vs full load Y ms".
 func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\trules\tload\tparse ms\tcache ms\tlift ms\tcompile ms\tprepare ms\tverify/load ms\tattach ms\ttotal ms\tprograms kept\tloaded\t")
+	fmt.Fprintln(tw, "case\trules\tload\tparse ms\tcache ms\tlift ms\tcompile ms\tprepare ms\tverify/load ms\tattach ms\ttotal ms\tcpu ms\tprograms kept\tloaded\t")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e6) }
 	for _, r := range res {
 		for _, row := range []struct {
@@ -260,8 +279,8 @@ func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 			ph   Phases
 		}{{"full", r.Full}, {"one rule changed", r.Change}, {"replace rule (edit)", r.Edit}, {"replace rule (daemon)", r.DaemonEdit}} {
 			p := row.ph
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
-				ms(p.Parse), ms(p.Cache), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), p.Kept, p.Loaded)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n", r.Case, r.Rules, row.name,
+				ms(p.Parse), ms(p.Cache), ms(p.Lift), ms(p.Compile), ms(p.Prepare), ms(p.Load), ms(p.Attach), ms(p.Total), ms(p.CPU), p.Kept, p.Loaded)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -274,8 +293,9 @@ func WriteReloadTable(w io.Writer, res []*ReloadResult) error {
 			name string
 			ph   Phases
 		}{{"replace rule (edit)", r.Edit}, {"replace rule (daemon)", r.DaemonEdit}} {
-			fmt.Fprintf(w, "%s: %s of %d rules: %.0f ms = %.3f× the one-rule change by full parse, %.3f× the full load\n", r.Case, e.name, r.Rules,
-				float64(e.ph.Total)/1e6, float64(e.ph.Total)/float64(r.Change.Total), float64(e.ph.Total)/float64(r.Full.Total))
+			fmt.Fprintf(w, "%s: %s of %d rules: %.0f ms = %.3f× the one-rule change by full parse, %.3f× the full load; cpu %.0f ms = %.3f×, %.3f×\n", r.Case, e.name, r.Rules,
+				float64(e.ph.Total)/1e6, float64(e.ph.Total)/float64(r.Change.Total), float64(e.ph.Total)/float64(r.Full.Total),
+				float64(e.ph.CPU)/1e6, float64(e.ph.CPU)/float64(r.Change.CPU), float64(e.ph.CPU)/float64(r.Full.CPU))
 		}
 	}
 	return nil

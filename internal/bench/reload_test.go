@@ -44,7 +44,7 @@ func TestReload(t *testing.T) {
 				t.Errorf("edit without the decoded-ruleset cache: %+v", r.Edit)
 			}
 			for _, p := range []Phases{r.Full, r.Change, r.Edit, r.DaemonEdit} {
-				if p.Parse <= 0 || p.Compile <= 0 || p.Total < p.Parse+p.Compile || p.Insns == 0 {
+				if p.Parse <= 0 || p.Compile <= 0 || p.Total < p.Parse+p.Compile || p.Insns == 0 || p.CPU <= 0 {
 					t.Errorf("implausible phases %+v", p)
 				}
 			}
