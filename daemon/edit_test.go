@@ -98,4 +98,15 @@ func TestEditRule(t *testing.T) {
 	if after := stored(); after != before {
 		t.Errorf("a refused edit changed the ruleset:\n%s\n---\n%s", before, after)
 	}
+	// A flushed namespace's decoded ruleset is no longer kept.
+	nc.FlushRuleset()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.decoded.mu.Lock()
+	_, kept := s.decoded.m[ns.Inode()]
+	s.decoded.mu.Unlock()
+	if kept {
+		t.Error("the daemon keeps the decoded ruleset of a flushed namespace")
+	}
 }

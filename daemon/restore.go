@@ -211,6 +211,7 @@ func (s *Server) namespaceGone(ino uint64) {
 	dir := filepath.Join(s.cfg.StateRoot, fmt.Sprintf("netns-%d", ino))
 	err := releaseDir(dir)
 	s.reg.Drop(ino)
+	s.decoded.drop(ino)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.logf("netns %d disappeared; releasing its pins: %v", ino, err)
 		return

@@ -603,6 +603,7 @@ func (s *Server) commit(cn *conn, t *target, st *state.Dir, sess *session, msgs 
 			return err
 		}
 		s.reg.Drop(t.ns.Inode())
+		s.decoded.drop(t.ns.Inode())
 		s.logf("pid %d: netns %d: ruleset flushed", cn.peer.PID, t.ns.Inode())
 		return nil
 	}
