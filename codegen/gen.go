@@ -82,6 +82,9 @@ type gen struct {
 	// groupState: limit and quota statements take their state slot from
 	// slotGroupState (groupact.go).
 	groupState bool
+	// chainCosts memoizes the estimated inlined code of user chains
+	// (groupact.go).
+	chainCosts map[string]int
 
 	// entryJump, rulesPos and policyPos locate the prologue's jump to
 	// the rules, the first rule and the policy; cuts are the rule

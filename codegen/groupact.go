@@ -344,7 +344,10 @@ func (g *gen) actionCost(gr groupRule) int {
 		n += stmtCost(s)
 	}
 	if gr.verdict != nil && (gr.verdict.Kind == ir.VerdictJump || gr.verdict.Kind == ir.VerdictGoto) {
-		n += g.chainCost(gr.verdict.Chain, map[string]int{}, 0)
+		if g.chainCosts == nil {
+			g.chainCosts = map[string]int{}
+		}
+		n += g.chainCost(gr.verdict.Chain, g.chainCosts, 0)
 	}
 	return n
 }
