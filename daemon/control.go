@@ -85,21 +85,11 @@ func RulesetID(text string) uint32 {
 
 // getRuleset serves ControlGetRuleset.
 func (s *Server) getRuleset(cn *conn) (*RulesetInfo, error) {
-	t, err := s.authorise(cn, "read")
+	_, st, release, err := s.openState(cn, "read")
 	if err != nil {
 		return nil, err
 	}
-	unlock := s.lockNS(t.ns.Inode())
-	defer unlock()
-	st, err := state.Open(t.ns, state.Options{Root: s.cfg.StateRoot})
-	if err != nil {
-		return nil, err
-	}
-	unlockState, err := st.Lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlockState()
+	defer release()
 	snap, err := loader.Load(st)
 	if err != nil {
 		return nil, err

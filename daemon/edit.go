@@ -136,21 +136,11 @@ func (s *Server) editRule(cn *conn, req netlink.Message) (any, error) {
 		return nil, &requestError{errno: unix.EAGAIN, msg: "not a rule edit the daemon applies by itself; send a batch"}
 	}
 	start := time.Now()
-	t, err := s.authorise(cn, "change")
+	t, st, release, err := s.openState(cn, "change")
 	if err != nil {
 		return nil, err
 	}
-	unlock := s.lockNS(t.ns.Inode())
-	defer unlock()
-	st, err := state.Open(t.ns, state.Options{Root: s.cfg.StateRoot})
-	if err != nil {
-		return nil, err
-	}
-	unlockState, err := st.Lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlockState()
+	defer release()
 	man, err := st.ReadManifest(state.StateName)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, &requestError{errno: unix.EAGAIN, msg: "no ruleset stored"}

@@ -483,6 +483,28 @@ func peerPath(p *nsctx.Peer) ([]uint64, error) {
 	return path, nil
 }
 
+// openState authorises cn for op and opens the state directory of its
+// namespace, holding the daemon's lock of the namespace and the state
+// directory's lock until release is called.
+func (s *Server) openState(cn *conn, op string) (t *target, st *state.Dir, release func(), err error) {
+	t, err = s.authorise(cn, op)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	unlock := s.lockNS(t.ns.Inode())
+	st, err = state.Open(t.ns, state.Options{Root: s.cfg.StateRoot})
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	unlockState, err := st.Lock()
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return t, st, func() { unlockState(); unlock() }, nil
+}
+
 func (s *Server) lockNS(ino uint64) func() {
 	s.mu.Lock()
 	l := s.locks[ino]
@@ -526,24 +548,14 @@ func (s *Server) serve(cn *conn, msgs []netlink.Message, dgram []byte) ([][]byte
 	if err != nil {
 		return nil, &requestError{errno: unix.EINVAL, msg: err.Error()}
 	}
-	t, err := s.authorise(cn, op)
-	if err != nil {
-		return nil, err
-	}
-	unlock := s.lockNS(t.ns.Inode())
-	defer unlock()
-	st, err := state.Open(t.ns, state.Options{Root: s.cfg.StateRoot})
-	if err != nil {
-		return nil, err
-	}
 	// The state lock is held from reading the stored ruleset to the
 	// end of the change: a direct CLI writer of the same namespace in
 	// between would otherwise be overwritten.
-	unlockState, err := st.Lock()
+	t, st, release, err := s.openState(cn, op)
 	if err != nil {
 		return nil, err
 	}
-	defer unlockState()
+	defer release()
 	snap, err := loader.Load(st)
 	if err != nil {
 		return nil, err
