@@ -364,6 +364,16 @@ func (g *gen) counter(s CounterSlot) {
 		// live from one rule to the next, so that states reaching a rule
 		// from different counters would never prune.
 		stImm64(asm.R10, slotKey, int64(idx)),
+	)
+	g.bumpCounter(skip)
+	g.b.label(skip)
+}
+
+// bumpCounter looks up the counter slot whose key is at slotKey in the
+// map R1 points to and adds the packet (skb->len as nf_tables sees it) to
+// it; a failed lookup jumps to skip.
+func (g *gen) bumpCounter(skip string) {
+	g.b.emit(
 		asm.Mov.Reg(asm.R2, asm.R10),
 		asm.Add.Imm(asm.R2, slotKey),
 		asm.FnMapLookupElem.Call(),
@@ -376,7 +386,6 @@ func (g *gen) counter(s CounterSlot) {
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
 	)
-	g.b.label(skip)
 }
 
 func round4(n uint32) uint32 { return (n + 3) &^ 3 }

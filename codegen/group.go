@@ -746,18 +746,8 @@ func (g *gen) groupCounter() {
 		asm.JEq.Imm32(asm.R1, -1, skip),
 		asm.StoreMem(asm.R10, slotKey, asm.R1, asm.DWord),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(counterDynSymbol),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, slotKey),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, skip),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R0, 8, asm.DWord),
-		asm.LoadMem(asm.R2, asm.R10, slotLen, asm.DWord),
-		asm.Add.Reg(asm.R1, asm.R2),
-		asm.StoreMem(asm.R0, 8, asm.R1, asm.DWord),
 	)
+	g.bumpCounter(skip)
 	g.b.label(skip)
 }
 
