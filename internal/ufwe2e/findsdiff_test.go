@@ -27,13 +27,9 @@ func TestUFWFindsDifferences(t *testing.T) {
 	bpf.loadBPF(t, nlmsg.FamilyIPv6, strings.Join(kept, "\n"))
 	var differ []string
 	for _, p := range probes6() {
-		k, err := p.outcome(kernel)
+		k, b, err := p.outcomes(kernel, bpf)
 		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := p.outcome(bpf)
-		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", p.name, err)
 		}
 		if k != b {
 			differ = append(differ, p.name)
