@@ -304,27 +304,7 @@ func TestGroupsMatchLinear(t *testing.T) {
 				if hits[ir.VerdictAccept] == 0 || hits[ir.VerdictDrop] == 0 {
 					t.Errorf("frames do not exercise both verdicts: %v", hits)
 				}
-				counts := func(l *Loaded, p *Program) map[CounterSlot]CounterValue {
-					vals, err := l.ReadCounters()
-					if err != nil {
-						t.Fatal(err)
-					}
-					out := map[CounterSlot]CounterValue{}
-					for i, s := range p.CounterSlots {
-						out[s] = vals[i]
-					}
-					return out
-				}
-				lc, gc := counts(lin, linP), counts(grp, grpP)
-				nonzero := 0
-				for s, v := range lc {
-					if gc[s] != v {
-						t.Errorf("counter %+v: grouped %+v, linear %+v", s, gc[s], v)
-					}
-					if v.Packets > 0 {
-						nonzero++
-					}
-				}
+				nonzero := sameCounters(t, lin, linP, grp, grpP)
 				counted += nonzero
 				t.Logf("%d frames, %d groups, verdicts %v, %d counters hit", len(frames), len(grpP.Groups), hits, nonzero)
 			})

@@ -267,27 +267,7 @@ func TestGroupActionsMatchLinear(t *testing.T) {
 					}
 					totals["events"] += len(want)
 				}
-				counts := func(l *Loaded, p *Program) map[CounterSlot]CounterValue {
-					vals, err := l.ReadCounters()
-					if err != nil {
-						t.Fatal(err)
-					}
-					out := map[CounterSlot]CounterValue{}
-					for i, s := range p.CounterSlots {
-						out[s] = vals[i]
-					}
-					return out
-				}
-				lc, gc := counts(lin, linP), counts(grp, grpP)
-				nonzero := 0
-				for s, v := range lc {
-					if gc[s] != v {
-						t.Errorf("counter %+v: grouped %+v, linear %+v", s, gc[s], v)
-					}
-					if v.Packets > 0 {
-						nonzero++
-					}
-				}
+				nonzero := sameCounters(t, lin, linP, grp, grpP)
 				totals["counters"] += nonzero
 				if len(rets) < 2 {
 					totals["one outcome"]++

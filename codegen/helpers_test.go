@@ -205,3 +205,31 @@ func run(t *testing.T, fl flavour, l *Loaded, frame []byte) ir.VerdictKind {
 func vname(v ir.VerdictKind) string {
 	return (&ir.Verdict{Kind: v}).String()
 }
+
+// sameCounters reports every rule counter whose value differs between the
+// straight-line program lin and the grouped program grp (compiled from the
+// same rules), and returns how many counters counted a packet.
+func sameCounters(t *testing.T, lin *Loaded, linP *Program, grp *Loaded, grpP *Program) (nonzero int) {
+	t.Helper()
+	counts := func(l *Loaded, p *Program) map[CounterSlot]CounterValue {
+		vals, err := l.ReadCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[CounterSlot]CounterValue{}
+		for i, s := range p.CounterSlots {
+			out[s] = vals[i]
+		}
+		return out
+	}
+	lc, gc := counts(lin, linP), counts(grp, grpP)
+	for s, v := range lc {
+		if gc[s] != v {
+			t.Errorf("counter %+v: grouped %+v, linear %+v", s, gc[s], v)
+		}
+		if v.Packets > 0 {
+			nonzero++
+		}
+	}
+	return nonzero
+}
